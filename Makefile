@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine (only Python needed):
+#   make demo   runs the main job (Chemical: STL, affinity, sweep, ETAP, selection, report)
+#   make test   runs the test suite
+# Both create .venv on first use. torch==2.13.0 is installed before the package so pip takes the
+# local CPU build instead of pulling a multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TASKREL_DATA ?= $(abspath ../shared/external_data)
+export TASKREL_DATA
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[test,ray]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/taskrel affinity --dataset chemical --method etap --out demo-out
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) demo-out

@@ -1,0 +1,5 @@
+import sys
+
+from taskrel.cli import main
+
+sys.exit(main())
