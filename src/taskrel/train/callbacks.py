@@ -72,7 +72,7 @@ class StepContext:
             if self.task_parameters is None:
                 raise ModelError("head gradients need task_parameters= in the StepContext")
             self._head_gradients = [
-                list(torch.autograd.grad(loss, params, retain_graph=True))
+                list(torch.autograd.grad(loss, params, retain_graph=True)) if params else []
                 for loss, params in zip(self.losses, self.task_parameters, strict=True)
             ]
         return self._head_gradients
