@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from taskrel.errors import ModelError, NonFiniteError
-from taskrel.gradients import gram, separable_task_gradients, task_gradients
+from taskrel.gradients import backward_with_task_gradients, gram, task_gradients
 from taskrel.models import MultiTaskModel, chemical_model, loss_function, mlp_model
 
 
@@ -41,8 +41,12 @@ def test_engine_equals_naive_loop(mode):
     assert torch.allclose(grads, reference, atol=1e-6)
 
 
-def test_separable_path_equals_naive_loop_including_heads():
+@pytest.mark.parametrize("trunk", ["linear", "other"])
+def test_backward_with_task_gradients_equals_naive_loop(trunk):
+    """Both fast paths (hooks on linear trunks, vmap otherwise) against K separate backward passes."""
     model = mlp_model(["a", "b", "c"], 7, (5, 4), seed=2)
+    if trunk == "other":  # a LayerNorm is not row-wise linear: forces the vmap path
+        model.trunk = nn.Sequential(model.trunk, nn.LayerNorm(4))
     x, y = torch.randn(3, 9, 7, generator=torch.Generator().manual_seed(3)), torch.randn(3, 9)
     loss = loss_function("regression")
 
@@ -50,14 +54,23 @@ def test_separable_path_equals_naive_loop_including_heads():
         return [loss(model(x[k], t), y[k]) for k, t in enumerate(model.task_names)]
 
     reference = naive(model, losses)
-    result = separable_task_gradients(model, model.task_names, x, y, loss)
-    assert torch.allclose(result.shared, reference, atol=1e-6)
-    assert torch.allclose(result.losses, torch.stack(losses()).detach(), atol=1e-6)
+    heads = []
     for k, task in enumerate(model.task_names):
         model.zero_grad(set_to_none=True)
         losses()[k].backward()
-        for p, g in zip(model.task_parameters(task), result.heads[k], strict=True):
-            assert torch.allclose(p.grad, g, atol=1e-6)
+        heads.append([p.grad.clone() for p in model.task_parameters(task)])
+    model.zero_grad(set_to_none=True)
+    torch.stack(losses()).sum().backward()
+    summed = [p.grad.clone() for p in model.parameters()]
+
+    model.zero_grad(set_to_none=True)
+    result = backward_with_task_gradients(model, model.task_names, x, y, loss)
+    assert torch.allclose(result.shared, reference, atol=1e-6)
+    assert torch.allclose(result.losses, torch.stack(losses()).detach(), atol=1e-6)
+    assert all(
+        torch.allclose(g, h, atol=1e-6) for k in range(3) for g, h in zip(result.heads[k], heads[k], strict=True)
+    )
+    assert all(torch.allclose(p.grad, g, atol=1e-6) for p, g in zip(model.parameters(), summed, strict=True))
 
 
 def test_gram_is_inner_products_in_float64():

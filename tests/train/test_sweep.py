@@ -62,9 +62,28 @@ def test_singles_are_always_planned_first():
 def sweep_cli(store, workers=2, extra=()):
     groups_file = Path(store).with_suffix(".groups")
     groups_file.write_text("\n".join(GROUPS))
-    return [sys.executable, "-m", "taskrel", "sweep", "--dataset", "chemical", "--groups", str(groups_file),
-            "--seeds", "2", "--store", str(store), "--workers", str(workers), "--max-steps", "25",
-            "--patience-steps", "0", "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "taskrel",
+        "sweep",
+        "--dataset",
+        "chemical",
+        "--groups",
+        str(groups_file),
+        "--seeds",
+        "2",
+        "--store",
+        str(store),
+        "--workers",
+        str(workers),
+        "--max-steps",
+        "25",
+        "--patience-steps",
+        "0",
+        "--quiet",
+        *extra,
+    ]
 
 
 def done_rows(store):

@@ -49,9 +49,7 @@ class StepContext:
         self.epoch = epoch
         self._task_gradients = task_gradients
         self._head_gradients = [list(g) for g in head_gradients] if head_gradients is not None else None
-        values = torch.stack([loss.detach().reshape(()) for loss in self.losses])
-        if not torch.isfinite(values).all():
-            engine.check_finite_losses(self.losses, self.tasks)
+        engine.check_finite_losses(self.losses, self.tasks)
 
     @property
     def loss_values(self) -> torch.Tensor:

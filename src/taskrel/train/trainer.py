@@ -157,8 +157,10 @@ class Trainer:
     def _step(self, inputs: torch.Tensor, targets: torch.Tensor, step: int, epoch: int) -> torch.Tensor:
         """One update on stacked sub-batches; returns the per-task losses (K,) before the update."""
         gradients = None
-        if self._fast_gradients:
-            gradients = engine.separable_task_gradients(self.model, self.tasks, inputs, targets, self.loss_fn)
+        for p in self._params:
+            p.grad = None
+        if self._fast_gradients:  # fills .grad with the summed-loss gradient, as the plain path below
+            gradients = engine.backward_with_task_gradients(self.model, self.tasks, inputs, targets, self.loss_fn)
             losses = gradients.losses
         else:
             losses = self._losses(inputs, targets)
@@ -177,16 +179,9 @@ class Trainer:
             )  # fmt: skip
             for cb in self.callbacks:
                 cb.on_step(ctx)
-        for p in self._params:
-            p.grad = None
         if self.weighting is not None:
             self.weighting.backward(list(losses), self._shared)
-        elif gradients is not None:
-            engine.set_gradients(self._shared, gradients.shared.sum(dim=0))
-            for params, grads in zip(self._task_params, gradients.heads, strict=True):
-                for p, g in zip(params, grads, strict=True):
-                    p.grad = g.clone()
-        else:
+        elif gradients is None:
             losses.sum().backward()
         self.optimizer.step()
         return losses.detach()
