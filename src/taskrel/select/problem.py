@@ -237,18 +237,20 @@ class GroupingProblem:
         constraints: Constraints | None = None,
         tasks: Sequence[str] | None = None,
         cost_columns: Sequence[str] | None = None,
+        value_column: str = "value",
         source: str = "table",
     ) -> GroupingProblem:
         """Build a problem from a long table with one row per (candidate, member task).
 
         Columns: ``candidate`` (or ``group``: any id, e.g. the canonical ``"a|c"``), ``task``,
-        ``value`` (gain for ``sense="max"``, loss for ``"min"``), and optional cost columns (default:
+        `value_column` (gain for ``sense="max"``, loss for ``"min"``; e.g. ``"gain"`` for a gain
+        table aggregated to one row per (group, task)), and optional cost columns (default:
         ``cost`` when present, else every candidate costs 1 ``cost``); a cost is one number per
         candidate, repeated on its rows. A candidate's tasks are the tasks on its rows. Rows are
         reported 1-based with the header as row 1, as in the CSV file `source`.
         """
         id_column = "candidate" if "candidate" in frame.columns else "group"
-        for column in (id_column, "task", "value"):
+        for column in (id_column, "task", value_column):
             if column not in frame.columns:
                 raise DataError(f"{source}: missing column {column!r} (have {list(frame.columns)})")
         if cost_columns is None:
@@ -258,7 +260,7 @@ class GroupingProblem:
                 raise DataError(f"{source}: missing cost column {column!r}")
         ids = frame[id_column].astype(str).str.strip().tolist()
         task_names = frame["task"].astype(str).str.strip().tolist()
-        values = _numeric(frame["value"], "value", source)
+        values = _numeric(frame[value_column], value_column, source)
         costs = {column: _numeric(frame[column], column, source) for column in cost_columns}
         for column, array in costs.items():
             bad = np.flatnonzero(array < 0)
