@@ -22,8 +22,21 @@ def _components(tasks, together):
     return list(groups.values())
 
 
-def brute_force(tasks, candidates, sense="max", max_groups=None, n_groups=None, budgets=None, min_size=1,
-                max_size=None, together=(), apart=(), partition=False, cover=True, uncovered_value=0.0):
+def brute_force(
+    tasks,
+    candidates,
+    sense="max",
+    max_groups=None,
+    n_groups=None,
+    budgets=None,
+    min_size=1,
+    max_size=None,
+    together=(),
+    apart=(),
+    partition=False,
+    cover=True,
+    uncovered_value=0.0,
+):
     """Best objective over every subset of candidates (dicts id/tasks/values/costs); None if infeasible."""
     better = max if sense == "max" else min
     best = None
@@ -54,8 +67,9 @@ def brute_force(tasks, candidates, sense="max", max_groups=None, n_groups=None, 
                     feasible = False
             else:
                 for component in _components(tasks, together):
-                    options = [sum(c["values"][t] for t in component) for c in subset
-                               if set(component) <= c["tasks"]]
+                    options = [
+                        sum(c["values"][t] for t in component) for c in subset if set(component) <= c["tasks"]
+                    ]
                     if len(component) == 1 and not cover:
                         options.append(uncovered_value)
                     if not options:

@@ -25,7 +25,11 @@ def instances(draw):
         candidates.append({"id": f"c{j}", "tasks": frozenset(members), "values": values, "costs": costs})
     pair = st.tuples(st.sampled_from(tasks), st.sampled_from(tasks)).filter(lambda p: p[0] != p[1])
     together = draw(st.lists(pair, max_size=1))
-    apart = draw(st.lists(pair, max_size=1).filter(lambda a: not set(map(frozenset, a)) & set(map(frozenset, together))))
+    apart = draw(
+        st.lists(pair, max_size=1).filter(
+            lambda a: not set(map(frozenset, a)) & set(map(frozenset, together))
+        )
+    )
     count = draw(st.sampled_from(["none", "max", "exact"]))
     k = draw(st.integers(1, 4))
     min_size = draw(st.integers(1, 2))
@@ -82,8 +86,17 @@ def test_milp_equals_brute_force(instance):
     if expected is None:
         with pytest.raises(InfeasibleError) as info:
             problem.solve()
-        assert info.value.constraint in {"cover", "size", "apart", "together", "partition", "max_groups",
-                                         "n_groups", "budget[cost]", "budget[memory]"}
+        assert info.value.constraint in {
+            "cover",
+            "size",
+            "apart",
+            "together",
+            "partition",
+            "max_groups",
+            "n_groups",
+            "budget[cost]",
+            "budget[memory]",
+        }
         return
     selection = problem.solve()
     assert selection.status == "optimal"
@@ -109,7 +122,9 @@ def test_overlap_serves_each_task_by_its_best_chosen_group():
 
 
 def test_infeasible_names_the_constraint():
-    problem = GroupingProblem(TASKS, CANDIDATES, constraints=Constraints(partition=True, budgets={"cost": 1.0}))
+    problem = GroupingProblem(
+        TASKS, CANDIDATES, constraints=Constraints(partition=True, budgets={"cost": 1.0})
+    )
     with pytest.raises(InfeasibleError) as info:
         problem.solve()
     assert info.value.constraint == "budget[cost]"
