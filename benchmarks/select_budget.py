@@ -15,8 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from select_common import RESULTS, write
 
+from select_common import RESULTS, write
 from taskrel.data.published import mtgnet_problem, standley_problem
 from taskrel.select.baselines import beam_search, standley_branch_and_bound
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from select_common import write
 
+from select_common import write
 from taskrel.data.published import mtgnet_pair_matrix
 from taskrel.select import Constraints, PairwiseProblem
 from taskrel.select.baselines import best_random_partition

@@ -17,7 +17,6 @@ import math
 import time
 
 from select_common import write
-
 from taskrel.data.published import mtgnet_problem, tag_problem
 from taskrel.select.baselines import beam_search, tag_exhaustive
 

@@ -44,7 +44,7 @@ def brute_force(
     linked = {t for pair in together for t in pair}
     for r in range(len(candidates) + 1):
         for subset in itertools.combinations(candidates, r):
-            if max_groups is not None and r > max_groups or n_groups is not None and r != n_groups:
+            if (max_groups is not None and r > max_groups) or (n_groups is not None and r != n_groups):
                 continue
             if any(sum(c["costs"][res] for c in subset) > b + 1e-9 for res, b in budgets.items()):
                 continue

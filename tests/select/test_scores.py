@@ -40,7 +40,7 @@ def test_tag_matrices_are_transposed_to_source_target():
     tasks, matrix = tag_matrix("taskonomy", "affinity")
     order = ["ss_l", "norm_l", "depth_l", "key_l", "edge2d_l"]  # MTG-Net's column order
     assert len(order) == len(MTGNET_TASKONOMY_TASKS)
-    _, masks, published = mtgnet_table("taskonomy", "val")
+    _, masks, _published = mtgnet_table("taskonomy", "val")
     tag_hoa = np.loadtxt(data_file("mtgnet_song2022/taskonomy/taskonomy_TAGHOA.csv"))
     worst = 0.0
     for mask, row in zip(masks, tag_hoa, strict=True):
