@@ -17,6 +17,7 @@ import numpy as np
 
 from select_common import write
 from taskrel.data.published import mtgnet_pair_matrix
+from taskrel.errors import SolverError
 from taskrel.select import Constraints, PairwiseProblem
 from taskrel.select.baselines import best_random_partition
 
@@ -42,7 +43,6 @@ def random_partitions(tasks, k: int, count: int, seed: int) -> list[list[list[st
 
 def run(name: str, tasks, matrix, rule: str, k: int, time_limit: float, seed: int) -> dict:
     problem = PairwiseProblem(tuple(tasks), matrix, rule, "max", Constraints(partition=True, max_groups=k))
-    selection = problem.solve(time_limit=time_limit)
     _, random_best = best_random_partition(problem, random_partitions(tasks, k, 1000, seed))
     row = {
         "instance": name,
@@ -50,14 +50,21 @@ def run(name: str, tasks, matrix, rule: str, k: int, time_limit: float, seed: in
         "k": k,
         "rule": rule,
         "time_limit": time_limit,
-        "seconds": selection.seconds,
-        "status": selection.status,
-        "objective": selection.objective,
-        "bound": selection.bound,
-        "gap": selection.gap,
-        "groups": len(selection.selected),
         "best_of_1000_random_partitions": random_best,
     }
+    try:
+        selection = problem.solve(time_limit=time_limit)
+    except SolverError as exc:  # recorded, not hidden: the benchmark reports what happened
+        row.update(status="no feasible solution", message=str(exc))
+    else:
+        row.update(
+            seconds=selection.seconds,
+            status=selection.status,
+            objective=selection.objective,
+            bound=selection.bound,
+            gap=selection.gap,
+            groups=len(selection.selected),
+        )
     print(row, flush=True)
     return row
 
