@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from select_reference import member_value, set_partitions
 
 from taskrel.errors import ConfigError, InfeasibleError, ShapeError
 from taskrel.select import Constraints, PairwiseProblem
+
+from .select_reference import member_value, set_partitions
 
 
 def _brute(S, n, rule, sense, con):

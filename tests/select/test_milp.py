@@ -5,10 +5,11 @@ import math
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from select_reference import brute_force
 
 from taskrel.errors import ConfigError, DataError, InfeasibleError, NonFiniteError, UnknownTaskError
 from taskrel.select import Candidate, Constraints, GroupingProblem
+
+from .select_reference import brute_force
 
 
 @st.composite
