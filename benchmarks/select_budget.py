@@ -16,9 +16,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from select_common import RESULTS, write
 from taskrel.data.published import mtgnet_problem, standley_problem
 from taskrel.select.baselines import beam_search, standley_branch_and_bound
+
+from select_common import RESULTS, write
 
 
 def standley() -> list[dict]:

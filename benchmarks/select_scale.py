@@ -15,11 +15,12 @@ import argparse
 
 import numpy as np
 
-from select_common import write
 from taskrel.data.published import mtgnet_pair_matrix
 from taskrel.errors import SolverError
 from taskrel.select import Constraints, PairwiseProblem
 from taskrel.select.baselines import best_random_partition
+
+from select_common import write
 
 
 def planted(n: int, clusters: int, noise: float, seed: int) -> np.ndarray:
@@ -35,9 +36,7 @@ def random_partitions(tasks, k: int, count: int, seed: int) -> list[list[list[st
     out = []
     for _ in range(count):
         slots = rng.integers(0, k, len(tasks))
-        out.append(
-            [[t for t, s in zip(tasks, slots, strict=True) if s == j] for j in range(k) if (slots == j).any()]
-        )
+        out.append([[t for t, s in zip(tasks, slots, strict=True) if s == j] for j in range(k) if (slots == j).any()])
     return out
 
 

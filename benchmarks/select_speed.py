@@ -16,9 +16,10 @@ import argparse
 import math
 import time
 
-from select_common import write
 from taskrel.data.published import mtgnet_problem, tag_problem
 from taskrel.select.baselines import beam_search, tag_exhaustive
+
+from select_common import write
 
 
 def celeba(full: bool) -> list[dict]:
@@ -47,9 +48,7 @@ def celeba(full: bool) -> list[dict]:
             per_prefix = row["exhaustive_seconds"] / sum(math.comb(m, r - 1) for r in range(1, k + 1))
         else:
             prefixes = sum(math.comb(m, r - 1) for r in range(1, k + 1))
-            row.update(
-                exhaustive_seconds=per_prefix * prefixes, exhaustive="extrapolated from k=3 per-prefix time"
-            )
+            row.update(exhaustive_seconds=per_prefix * prefixes, exhaustive="extrapolated from k=3 per-prefix time")
         row["speedup"] = row["exhaustive_seconds"] / row["milp_seconds"]
         print(row, flush=True)
         rows.append(row)

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "taskrel.train.cli",
     "taskrel.affinity.cli",
     "taskrel.select.cli",
+    "taskrel.predict.cli",
 )
 
 

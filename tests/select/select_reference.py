@@ -61,15 +61,11 @@ def brute_force(
                         feasible = False
                         break
                     total += holders[0]["values"][t] if holders else uncovered_value
-                if feasible and any(
-                    (a in c["tasks"]) != (b in c["tasks"]) for c in subset for a, b in together
-                ):
+                if feasible and any((a in c["tasks"]) != (b in c["tasks"]) for c in subset for a, b in together):
                     feasible = False
             else:
                 for component in _components(tasks, together):
-                    options = [
-                        sum(c["values"][t] for t in component) for c in subset if set(component) <= c["tasks"]
-                    ]
+                    options = [sum(c["values"][t] for t in component) for c in subset if set(component) <= c["tasks"]]
                     if len(component) == 1 and not cover:
                         options.append(uncovered_value)
                     if not options:

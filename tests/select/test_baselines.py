@@ -29,9 +29,7 @@ def _random_problem(seed, sense):
             )
         )
     candidates += [Candidate(f"s{t}", frozenset([t]), {t: float(rng.normal())}) for t in tasks]
-    candidates.append(
-        Candidate("all", frozenset(tasks), {t: float(rng.normal()) for t in tasks})
-    )  # k=1 feasible
+    candidates.append(Candidate("all", frozenset(tasks), {t: float(rng.normal()) for t in tasks}))  # k=1 feasible
     return GroupingProblem(tasks, tuple(candidates), sense)
 
 
@@ -58,8 +56,6 @@ def test_beam_search_never_beats_the_milp(seed, k):
 def test_best_random_partition_is_scored_by_the_rule():
     S = np.array([[0.0, 1.0, -1.0], [1.0, 0.0, -1.0], [-1.0, -1.0, 0.0]])
     problem = PairwiseProblem(("a", "b", "c"), S, "tag", "max", Constraints(partition=True))
-    best, value = best_random_partition(
-        problem, [[["a", "c"], ["b"]], [["a", "b"], ["c"]], [["a", "b", "c"]]]
-    )
+    best, value = best_random_partition(problem, [[["a", "c"], ["b"]], [["a", "b"], ["c"]], [["a", "b", "c"]]])
     assert best == [["a", "b"], ["c"]] and value == pytest.approx(2.0)
     assert value == pytest.approx(problem.solve().objective)

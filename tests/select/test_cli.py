@@ -67,9 +67,7 @@ def test_malformed_tables_are_rejected(tmp_path, capsys, text, reason):
 
 
 def test_pairwise_runs_the_compact_program(tmp_path, capsys):
-    S = np.array(
-        [[0.0, 1.0, -1.0, -1.0], [1.0, 0.0, -1.0, -1.0], [-1.0, -1.0, 0.0, 2.0], [-1.0, -1.0, 2.0, 0.0]]
-    )
+    S = np.array([[0.0, 1.0, -1.0, -1.0], [1.0, 0.0, -1.0, -1.0], [-1.0, -1.0, 0.0, 2.0], [-1.0, -1.0, 2.0, 0.0]])
     path = tmp_path / "affinity.csv"
     write_matrix_csv(path, ["a", "b", "c", "d"], S)
     code, out, _ = _run(capsys, "--pairwise", str(path), "--max-groups", "2", "--rule", "tag", "--json")

@@ -51,8 +51,7 @@ def test_compact_equals_enumeration_and_brute_force(n, seed, rule, sense, count,
         options.update(together=((0, 1),), apart=((0, n - 1),) if n > 2 else ())
     con_idx = Constraints(**options)
     named = {
-        k: tuple((tasks[a], tasks[b]) for a, b in v) if k in ("together", "apart") else v
-        for k, v in options.items()
+        k: tuple((tasks[a], tasks[b]) for a, b in v) if k in ("together", "apart") else v for k, v in options.items()
     }
     problem = PairwiseProblem(tasks, S, rule, sense, Constraints(**named))
     expected = _brute(S.tolist(), n, rule, sense, con_idx)
@@ -85,7 +84,5 @@ def test_compact_rejects_what_it_cannot_model():
     with pytest.raises(ShapeError, match="3×3"):
         PairwiseProblem(("a", "b", "c"), np.zeros((3, 2)), constraints=Constraints(partition=True))
     with pytest.raises(InfeasibleError) as info:
-        PairwiseProblem(
-            ("a", "b", "c"), S, constraints=Constraints(partition=True, max_groups=1, max_size=2)
-        ).solve()
+        PairwiseProblem(("a", "b", "c"), S, constraints=Constraints(partition=True, max_groups=1, max_size=2)).solve()
     assert info.value.constraint == "max_groups"

@@ -26,9 +26,7 @@ def instances(draw):
     pair = st.tuples(st.sampled_from(tasks), st.sampled_from(tasks)).filter(lambda p: p[0] != p[1])
     together = draw(st.lists(pair, max_size=1))
     apart = draw(
-        st.lists(pair, max_size=1).filter(
-            lambda a: not set(map(frozenset, a)) & set(map(frozenset, together))
-        )
+        st.lists(pair, max_size=1).filter(lambda a: not set(map(frozenset, a)) & set(map(frozenset, together)))
     )
     count = draw(st.sampled_from(["none", "max", "exact"]))
     k = draw(st.integers(1, 4))
@@ -122,9 +120,7 @@ def test_overlap_serves_each_task_by_its_best_chosen_group():
 
 
 def test_infeasible_names_the_constraint():
-    problem = GroupingProblem(
-        TASKS, CANDIDATES, constraints=Constraints(partition=True, budgets={"cost": 1.0})
-    )
+    problem = GroupingProblem(TASKS, CANDIDATES, constraints=Constraints(partition=True, budgets={"cost": 1.0}))
     with pytest.raises(InfeasibleError) as info:
         problem.solve()
     assert info.value.constraint == "budget[cost]"

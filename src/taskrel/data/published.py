@@ -108,13 +108,10 @@ def standley_problem(
             if len(values) != len(STANDLEY_TASKS):
                 raise DataError(f"{path}: line 1 must give all five half-size single-task losses")
             candidates += [
-                Candidate(f"half:{t}", frozenset([t]), {t: v}, {"cost": HALF_SIZE_COST})
-                for t, v in values.items()
+                Candidate(f"half:{t}", frozenset([t]), {t: v}, {"cost": HALF_SIZE_COST}) for t, v in values.items()
             ]
         else:
-            candidates.append(
-                Candidate(group_name(values, STANDLEY_TASKS), frozenset(values), values, {"cost": 1.0})
-            )
+            candidates.append(Candidate(group_name(values, STANDLEY_TASKS), frozenset(values), values, {"cost": 1.0}))
     if len({c.id for c in candidates}) != len(candidates):
         raise DataError(f"{path}: a group appears on two lines")
     return GroupingProblem(STANDLEY_TASKS, tuple(candidates), "min", Constraints())
@@ -151,9 +148,7 @@ def mtgnet_table(
     return tasks, masks.astype(bool), gains
 
 
-def mtgnet_problem(
-    dataset: str, split: str = "val", data_dir: str | os.PathLike | None = None
-) -> GroupingProblem:
+def mtgnet_problem(dataset: str, split: str = "val", data_dir: str | os.PathLike | None = None) -> GroupingProblem:
     """An MTG-Net gain table as a gain-maximisation problem, in MTG-Net's convention.
 
     Every group costs 1 network; a task no chosen group serves keeps its single-task model
@@ -211,9 +206,7 @@ def tag_matrix(
     return tasks, recipient_source.T.copy()
 
 
-def tag_problem(
-    dataset: str, kind: str = "affinity", data_dir: str | os.PathLike | None = None
-) -> GroupingProblem:
+def tag_problem(dataset: str, kind: str = "affinity", data_dir: str | os.PathLike | None = None) -> GroupingProblem:
     """Every group of a TAG matrix as candidates, scored as TAG's notebooks score them.
 
     Affinity / cosine: the ``"tag"`` rule (mean incoming affinity from the other members, maximise;
@@ -223,9 +216,7 @@ def tag_problem(
     tasks, matrix = tag_matrix(dataset, kind, data_dir)
     if kind == "pairwise":
         sense = "max" if dataset == "celeba" else "min"
-        return GroupingProblem(
-            tuple(tasks), tuple(pairwise_candidates(matrix, tasks, "hoa")), sense, Constraints()
-        )
+        return GroupingProblem(tuple(tasks), tuple(pairwise_candidates(matrix, tasks, "hoa")), sense, Constraints())
     candidates = pairwise_candidates(matrix, tasks, "tag")
     return GroupingProblem(tuple(tasks), tuple(candidates), "max", Constraints(min_size=2))
 

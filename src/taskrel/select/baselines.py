@@ -55,9 +55,7 @@ def tag_exhaustive(problem: GroupingProblem, max_groups: int) -> tuple[tuple[str
             if scores[last] > best_score:
                 best_score, best_set = scores[last], (*prefix, start + last)
     if best_set is None or not np.isfinite(best_score):
-        raise InfeasibleError(
-            f"no set of ≤ {max_groups} candidates covers every task", constraint="max_groups"
-        )
+        raise InfeasibleError(f"no set of ≤ {max_groups} candidates covers every task", constraint="max_groups")
     return tuple(problem.candidates[allowed[i]].id for i in best_set), float(sign * best_score)
 
 
@@ -83,9 +81,7 @@ def standley_branch_and_bound(
 
     search(list(range(len(allowed))), [], np.full(values.shape[1], -np.inf), budget)
     if best["set"] is None or not np.isfinite(best["score"]):
-        raise InfeasibleError(
-            f"no set of candidates within budget {budget} covers every task", constraint="budget"
-        )
+        raise InfeasibleError(f"no set of candidates within budget {budget} covers every task", constraint="budget")
     return tuple(problem.candidates[allowed[i]].id for i in best["set"]), float(sign * best["score"])
 
 

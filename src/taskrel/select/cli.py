@@ -36,16 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--table", metavar="FILE.csv", help="long table candidate,task,value[,cost]")
     source.add_argument("--pairwise", metavar="MATRIX.csv", help="pairwise matrix S[source, target]")
-    parser.add_argument(
-        "--sense", choices=("max", "min"), default="max", help="maximise gains or minimise losses"
-    )
+    parser.add_argument("--sense", choices=("max", "min"), default="max", help="maximise gains or minimise losses")
     parser.add_argument("--rule", choices=RULES, default="ptg", help="group score from a pairwise matrix")
     count = parser.add_mutually_exclusive_group()
     count.add_argument("--max-groups", type=int, metavar="K", help="at most K groups")
     count.add_argument("--groups", type=int, metavar="K", help="exactly K groups")
-    parser.add_argument(
-        "--budget", type=float, metavar="B", help=f"total {DEFAULT_RESOURCE} of the chosen groups ≤ B"
-    )
+    parser.add_argument("--budget", type=float, metavar="B", help=f"total {DEFAULT_RESOURCE} of the chosen groups ≤ B")
     parser.add_argument("--min-size", type=int, default=1, metavar="A", help="smallest group size")
     parser.add_argument("--max-size", type=int, metavar="B", help="largest group size")
     parser.add_argument(
@@ -65,9 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="no chosen group may hold both A and B (repeatable)",
     )
     parser.add_argument("--partition", action="store_true", help="each task in exactly one group")
-    parser.add_argument(
-        "--time-limit", type=float, metavar="S", help="stop after S seconds (reports the gap)"
-    )
+    parser.add_argument("--time-limit", type=float, metavar="S", help="stop after S seconds (reports the gap)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
 
@@ -88,9 +82,7 @@ def run(args: argparse.Namespace) -> int:
             problem = GroupingProblem.from_csv(args.table, args.sense, constraints)
         else:
             if args.budget is not None:
-                raise ConfigError(
-                    "--budget needs explicit candidates (--table); --pairwise takes --max-groups"
-                )
+                raise ConfigError("--budget needs explicit candidates (--table); --pairwise takes --max-groups")
             tasks, matrix = read_matrix_csv(args.pairwise)
             problem = PairwiseProblem(tuple(tasks), matrix, args.rule, args.sense, constraints)
         selection = problem.solve(time_limit=args.time_limit)

@@ -69,9 +69,7 @@ class PairwiseProblem:
                 "enumerate candidates with PairwiseProblem.to_grouping_problem() for overlapping groups"
             )
         if con.budgets:
-            raise ConfigError(
-                "budgets need explicit candidates: use to_grouping_problem() and GroupingProblem"
-            )
+            raise ConfigError("budgets need explicit candidates: use to_grouping_problem() and GroupingProblem")
         con.check_tasks(self.tasks)
 
     @property
@@ -141,15 +139,11 @@ class PairwiseProblem:
                 )
         return InfeasibleError("infeasible: the constraints cannot all hold together", constraint="all")
 
-    def _build(
-        self, active: set[str], with_objective: bool = True
-    ) -> tuple[LinearModel, list[list[int]], float]:
+    def _build(self, active: set[str], with_objective: bool = True) -> tuple[LinearModel, list[list[int]], float]:
         """The compact MILP restricted to the constraint families in `active` (minimisation form)."""
         con = self.constraints
         n = len(self.tasks)
-        slots = min(
-            con.n_groups if "n_groups" in active else con.max_groups if "max_groups" in active else n, n
-        )
+        slots = min(con.n_groups if "n_groups" in active else con.max_groups if "max_groups" in active else n, n)
         sign = 1.0 if self.sense == "max" else -1.0
         S = sign * self.matrix if with_objective else np.zeros_like(self.matrix)
         offset = 0.0 if con.cover or not with_objective else sign * con.uncovered_value
@@ -161,9 +155,7 @@ class PairwiseProblem:
         model = LinearModel()
         X = [[model.binary(offset, fixed_zero=j > k) for j in range(slots)] for k in range(n)]
         empty_ok = "n_groups" not in active
-        sigma = [
-            {s: model.binary(fixed_zero=s == 0 and not empty_ok) for s in [0, *sizes]} for _ in range(slots)
-        ]
+        sigma = [{s: model.binary(fixed_zero=s == 0 and not empty_ok) for s in [0, *sizes]} for _ in range(slots)]
         linked = {t for pair in con.together for t in pair} if "together" in active else set()
         for k, task in enumerate(self.tasks):  # one slot each (with cover=False maybe none: uncovered_value)
             model.row({X[k][j]: 1.0 for j in range(slots)}, 1.0 if con.cover or task in linked else 0.0, 1.0)
@@ -224,10 +216,7 @@ class PairwiseProblem:
             lo = np.sort([incoming_lo[k][s - 1] for k in range(n)])[:s].sum()
             off_bounds[s] = (lo, hi)
         member_best = np.array(
-            [
-                max(weights[s][0] * incoming_hi[k][s - 1] + weights[s][1] * S[k, k] for s in sizes)
-                for k in range(n)
-            ]
+            [max(weights[s][0] * incoming_hi[k][s - 1] + weights[s][1] * S[k, k] for s in sizes) for k in range(n)]
         )
         return off_bounds, member_best
 

@@ -104,9 +104,7 @@ class LinearModel:
         if result.status not in (0, 1):
             raise SolverError(f"HiGHS failed (status {result.status}): {result.message}")
         if result.x is None:
-            raise SolverError(
-                f"HiGHS found no feasible selection within the time limit of {time_limit} s; raise it"
-            )
+            raise SolverError(f"HiGHS found no feasible selection within the time limit of {time_limit} s; raise it")
         bound = getattr(result, "mip_dual_bound", None)
         bound = float(result.fun) if bound is None or not np.isfinite(bound) else float(bound)
         status: Status = "optimal" if result.status == 0 else "time_limit"

@@ -117,16 +117,12 @@ def build(problem: GroupingProblem, active: set[str], with_objective: bool = Tru
             continue
         missing = [c.id for c in problem.candidates if resource not in c.costs]
         if missing:
-            raise DataError(
-                f"budget on {resource!r}, but candidate(s) {missing[:5]} have no {resource!r} cost"
-            )
+            raise DataError(f"budget on {resource!r}, but candidate(s) {missing[:5]} have no {resource!r} cost")
         model.row({x[ci]: c.costs[resource] for ci, c in enumerate(problem.candidates)}, upper=budget)
     return _Built(model, x, serve, constant)
 
 
-def solve_candidates(
-    problem: GroupingProblem, time_limit: float | None = None, gap: float = 0.0
-) -> Selection:
+def solve_candidates(problem: GroupingProblem, time_limit: float | None = None, gap: float = 0.0) -> Selection:
     """Solve `problem` exactly with HiGHS; raise `InfeasibleError` naming the culprit constraint."""
     built = build(problem, set(families(problem)))
     solution = built.model.solve(time_limit, gap)
@@ -142,11 +138,7 @@ def solve_candidates(
             options = [ci for ci in chosen if task in problem.candidates[ci].tasks]
             pick = options[0] if options else None
         else:
-            options = [
-                (solution.x[built.serve[task, ci]], ci)
-                for ci in chosen
-                if task in problem.candidates[ci].tasks
-            ]
+            options = [(solution.x[built.serve[task, ci]], ci) for ci in chosen if task in problem.candidates[ci].tasks]
             share, pick = max(options, default=(0.0, None))
             pick = pick if share > 0.5 else None
         serving[task] = problem.candidates[pick].id if pick is not None else None
@@ -154,9 +146,7 @@ def solve_candidates(
     objective = float(sum(values.values()))
     solver_objective = sign * solution.objective + built.constant
     if abs(objective - solver_objective) > 1e-6 * (1.0 + abs(objective)):
-        raise SolverError(
-            f"HiGHS objective {solver_objective} disagrees with its solution's value {objective}"
-        )
+        raise SolverError(f"HiGHS objective {solver_objective} disagrees with its solution's value {objective}")
     if con.n_groups is None and not con.partition:
         used = {serving[t] for t in problem.tasks}
         chosen = [ci for ci in chosen if problem.candidates[ci].id in used]

@@ -41,8 +41,7 @@ class Candidate:
             raise DataError(f"candidate {self.id!r} has no tasks")
         if set(self.values) != set(self.tasks):
             raise DataError(
-                f"candidate {self.id!r}: values given for {sorted(self.values)} but its tasks are "
-                f"{sorted(self.tasks)}"
+                f"candidate {self.id!r}: values given for {sorted(self.values)} but its tasks are {sorted(self.tasks)}"
             )
         for task, value in self.values.items():
             if not math.isfinite(value):
@@ -90,12 +89,8 @@ class Constraints:
                 raise ConfigError(f"budget {resource!r} must be finite and ≥ 0, got {budget}")
         if not isinstance(self.min_size, int) or self.min_size < 1:
             raise ConfigError(f"min_size must be an integer ≥ 1, got {self.min_size!r}")
-        if self.max_size is not None and (
-            not isinstance(self.max_size, int) or self.max_size < self.min_size
-        ):
-            raise ConfigError(
-                f"max_size must be an integer ≥ min_size={self.min_size}, got {self.max_size!r}"
-            )
+        if self.max_size is not None and (not isinstance(self.max_size, int) or self.max_size < self.min_size):
+            raise ConfigError(f"max_size must be an integer ≥ min_size={self.min_size}, got {self.max_size!r}")
         for name in ("together", "apart"):
             pairs = tuple(tuple(p) for p in getattr(self, name))
             for pair in pairs:

@@ -44,9 +44,7 @@ def check_matrix(matrix: np.ndarray, tasks: Sequence[str], where: str = "matrix"
     matrix = np.asarray(matrix, dtype=np.float64)
     n = len(tasks)
     if matrix.shape != (n, n):
-        raise ShapeError(
-            f"{where}: expected a {n}×{n} matrix S[source, target] over {n} tasks, got {matrix.shape}"
-        )
+        raise ShapeError(f"{where}: expected a {n}×{n} matrix S[source, target] over {n} tasks, got {matrix.shape}")
     bad = np.argwhere(~np.isfinite(matrix))
     if bad.size:
         i, j = bad[0]
@@ -67,9 +65,7 @@ def member_values(matrix: np.ndarray, members: Sequence[int], rule: Rule) -> np.
     return (sub.sum(axis=0) - np.diag(sub)) / (size - 1)
 
 
-def group_values(
-    matrix: np.ndarray, tasks: Sequence[str], group: Iterable[str], rule: Rule
-) -> dict[str, float]:
+def group_values(matrix: np.ndarray, tasks: Sequence[str], group: Iterable[str], rule: Rule) -> dict[str, float]:
     """Value of each member of `group` under `rule` (see the module docstring)."""
     check_rule(rule)
     group = list(group)
