@@ -54,3 +54,84 @@ def heatmap(
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+def scatter(
+    predicted: np.ndarray,
+    measured: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    labels: Sequence[str] | None = None,
+    title: str = "",
+    xlabel: str = "measured gain",
+    ylabel: str = "predicted gain",
+    groups: Sequence[str] | None = None,
+) -> None:
+    """Predicted vs measured scatter with the identity line and Pearson r in the title."""
+    predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    kinds = list(dict.fromkeys(groups)) if groups is not None else [None]
+    for kind in kinds:
+        mask = np.ones(len(measured), bool) if kind is None else np.asarray(groups) == kind
+        ax.scatter(measured[mask], predicted[mask], s=18, alpha=0.75, label=kind)
+    low = float(min(measured.min(), predicted.min()))
+    high = float(max(measured.max(), predicted.max()))
+    ax.plot([low, high], [low, high], color="grey", lw=0.8, ls="--")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    r = np.corrcoef(predicted, measured)[0, 1] if len(measured) > 1 and np.std(predicted) > 0 else float("nan")
+    ax.set_title(f"{title}  (r = {r:.2f}, n = {len(measured)})" if title else f"r = {r:.2f}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if groups is not None:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def grouped_bars(
+    categories: Sequence[str],
+    series: dict[str, Sequence[float]],
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+    ylabel: str = "",
+) -> None:
+    """Side-by-side bars: one group of bars per category, one bar per series."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(categories) * max(1, len(series)) / 2 + 2), 4))
+    width = 0.8 / len(series)
+    x = np.arange(len(categories))
+    for k, (name, values) in enumerate(series.items()):
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, values, width, label=name)
+    ax.set_xticks(x, categories)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def curves(
+    x: Sequence[float],
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+) -> None:
+    """Lines with a shaded ±spread band: `series` maps a label to (means, spreads)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (mean, spread) in series.items():
+        mean, spread = np.asarray(mean, float), np.asarray(spread, float)
+        ax.plot(x, mean, marker="o", label=name)
+        ax.fill_between(x, mean - spread, mean + spread, alpha=0.15)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
