@@ -76,6 +76,25 @@ def _subset(frame: pd.DataFrame, groups: Sequence[Group], tasks: Sequence[str]) 
     return frame[frame["group"].isin(names)]
 
 
+class _Protocol:
+    """The fixed split of a measured table, and the seeded training draws every method shares."""
+
+    def __init__(self, table: GainTable, affinity: AffinityMatrix, test_size: int, seed: int) -> None:
+        self.table, self.affinity, self.seed = table, affinity, seed
+        self.tasks = list(table.tasks)
+        self.measured = gain_frame(table, self.tasks)
+        self.pool, self.test = split_groups(table, test_size, seed)
+        self.pairs = self.measured[self.measured["members"].map(len) == 2]
+
+    def fit(self, name: str, make: Callable[[], GainPredictor], size: int, repeat: int) -> GainPredictor:
+        """Fit method `name` on draw `repeat` of `size` training groups (HOA also sees every pair)."""
+        drawn = draw_training(self.pool, size, np.random.default_rng([self.seed, size, repeat]))
+        training = _subset(self.measured, drawn, self.tasks)
+        if name == "hoa":
+            training = pd.concat([training, self.pairs]).drop_duplicates(["group", "task"])
+        return make().fit(self.affinity, training[["group", "task", "gain"]])
+
+
 def evaluate_predictors(
     table: GainTable,
     affinity: AffinityMatrix,
@@ -87,22 +106,17 @@ def evaluate_predictors(
     progress: bool = True,
 ) -> dict:
     """Correlation and R² of every method at every training size (mean and std over repeats)."""
-    tasks = list(table.tasks)
-    measured = gain_frame(table, tasks)
-    pool, test = split_groups(table, test_size, seed)
-    pairs = measured[measured["members"].map(len) == 2]
-    truth = _subset(measured, test, tasks)
+    protocol = _Protocol(table, affinity, test_size, seed)
+    truth = _subset(protocol.measured, protocol.test, protocol.tasks)
     raw: dict[str, dict[int, list[dict]]] = {name: {size: [] for size in train_sizes} for name in methods}
     jobs = [(size, r) for size in train_sizes for r in range(repeats)]
     for size, r in tqdm(jobs, desc="evaluate predictors", disable=None if progress else True):
-        training = _subset(measured, draw_training(pool, size, np.random.default_rng([seed, size, r])), tasks)
         for name, make in methods.items():
             if name in UNSUPERVISED and r > 0:
                 raw[name][size].append(raw[name][size][0])
                 continue
-            seen = pd.concat([training, pairs]).drop_duplicates(["group", "task"]) if name == "hoa" else training
-            model = make().fit(affinity, seen[["group", "task", "gain"]])
-            predicted = model.predict(test).merge(truth, on=["group", "task"], suffixes=("_pred", ""))
+            predicted = protocol.fit(name, make, size, r).predict(protocol.test)
+            predicted = predicted.merge(truth, on=["group", "task"], suffixes=("_pred", ""))
             raw[name][size].append(scores(predicted["gain_pred"].to_numpy(), predicted["gain"].to_numpy()))
     out = {}
     for name, by_size in raw.items():
@@ -112,8 +126,8 @@ def evaluate_predictors(
             r2 = [s["r2"] for s in runs]
             out[name][str(size)] = {"pearson": float(np.mean(pearson)), "pearson_std": float(np.std(pearson)),
                                     "r2": float(np.mean(r2)), "r2_std": float(np.std(r2))}  # fmt: skip
-    return {"methods": out, "test_groups": len(test), "pool_groups": len(pool), "repeats": repeats,
-            "pairwise_affinity_vs_gain": pairwise_correlation(table, affinity)}  # fmt: skip
+    return {"methods": out, "test_groups": len(protocol.test), "pool_groups": len(protocol.pool),
+            "repeats": repeats, "pairwise_affinity_vs_gain": pairwise_correlation(table, affinity)}  # fmt: skip
 
 
 def select_and_realise(
@@ -154,12 +168,10 @@ def selection_benchmark(
     progress: bool = True,
 ) -> dict:
     """Realised total test loss of the groups each method selects (Table 4 / 10 layout)."""
-    tasks = list(table.tasks)
-    measured = gain_frame(table, tasks)
-    pool, _ = split_groups(table, test_size, seed)
-    pairs = measured[measured["members"].map(len) == 2]
+    protocol = _Protocol(table, affinity, test_size, seed)
+    tasks = protocol.tasks
     candidates = [g for g in table.groups() if len(g) >= 2]
-    truth = measured[["group", "task", "gain"]]
+    truth = protocol.measured[["group", "task", "gain"]]
     stl = table.stl_loss()
     full = group_name(frozenset(tasks), tasks)
     loss = table.mean().set_index(["group", "task"])["test_loss"]
@@ -174,10 +186,7 @@ def selection_benchmark(
     jobs = [(name, r) for name in methods for r in range(repeats)]
     runs: dict[str, dict[int, list[float]]] = {name: {k: [] for k in group_counts} for name in methods}
     for name, r in tqdm(jobs, desc="selection", disable=None if progress else True):
-        training = _subset(measured, draw_training(pool, train_size, np.random.default_rng([seed, train_size, r])),
-                           tasks)  # fmt: skip
-        seen = pd.concat([training, pairs]).drop_duplicates(["group", "task"]) if name == "hoa" else training
-        prediction = methods[name]().fit(affinity, seen[["group", "task", "gain"]]).predict(candidates)
+        prediction = protocol.fit(name, methods[name], train_size, r).predict(candidates)
         for k in group_counts:
             runs[name][k].append(select_and_realise(table, prediction, k)["realised_loss"])
     for name, by_k in runs.items():
