@@ -110,7 +110,7 @@ class Trainer:
         self._params = list(self.model.parameters())
         self._shared = self.model.shared_parameters()
         self._task_params = [self.model.task_parameters(t) for t in self.tasks]
-        # Collectors that read per-task gradients get them from one vectorised pass (and the update reuses them).
+        # Collectors that read per-task gradients get them with the update's own backward pass.
         self._fast_gradients = (
             any(cb.needs_task_gradients for cb in self.callbacks) and weighting is None and len(self.tasks) > 1
         )
