@@ -3,8 +3,9 @@
 One all-task training run per seed under the full protocol (early stopping), with every collector
 attached at once — they do not change the trajectory (trial steps are undone) — so all matrices
 describe the same training. ETAP and TAG collect every step; PTG every `--ptg-every` steps.
-Writes the seed-averaged matrices as ``results/chemical_affinity_<method>.csv`` (row = source,
-column = target), their heat maps, and the per-seed matrices' timings.
+Writes the seed-averaged matrices as ``results/chemical_affinity_<method>.csv`` (time average
+over steps, ETAP eq. 6) and ``..._validation.csv`` (epochs weighted by the target's validation
+improvement), row = source, column = target, with heat maps and the runs' timings.
 
     python benchmarks/chemical_affinity.py --seeds 3 --ptg-every 4
 """
@@ -26,7 +27,7 @@ def main() -> None:
     parser.add_argument("--ptg-every", type=int, default=4)
     args = parser.parse_args()
     dataset = load_chemical()
-    per_method: dict[str, list[AffinityMatrix]] = {}
+    per_method: dict[str, list] = {}
     runs = []
     for seed in range(args.seeds):
         collectors = {
@@ -39,7 +40,7 @@ def main() -> None:
         runs.append({"seed": seed, "steps": result.steps, "epochs": result.epochs, "train_seconds": result.seconds,
                      "collect_seconds": {name: c.seconds for name, c in collectors.items()}})  # fmt: skip
         for name, collector in collectors.items():
-            per_method.setdefault(name, []).append(collector.matrix())
+            per_method.setdefault(name, []).append(collector)
         print(f"seed {seed}: {result.steps} steps in {result.seconds:.0f} s", flush=True)
     for name, matrices in per_method.items():
         mean = AffinityMatrix.mean(matrices)

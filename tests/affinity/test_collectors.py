@@ -231,3 +231,38 @@ def test_every_k_and_errors():
     nan_loss = torch.tensor(float("nan"), requires_grad=True)
     with pytest.raises(NonFiniteError, match="'b'"):
         StepContext(TASKS, [torch.tensor(1.0), nan_loss, torch.tensor(2.0)], model.shared_parameters(), opt)
+
+
+class Constant(EtapAffinity):
+    """Returns a preset matrix per step (to check the aggregation by hand)."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = iter(values)
+
+    def collect(self, ctx):
+        return next(self.values)
+
+
+def test_step_and_validation_weighted_aggregation_by_hand():
+    model, x, y = tiny_problem()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    epochs = [np.full((3, 3), 1.0), np.full((3, 3), 3.0), np.full((3, 3), 7.0)]
+    collector = Constant([epochs[0], epochs[0], epochs[1], epochs[2], epochs[2], epochs[2]])
+    val = [{"a": 1.0, "b": 1.0, "c": 1.0}, {"a": 0.5, "b": 0.9, "c": 1.2}, {"a": 0.4, "b": 0.95, "c": 0.7}]
+    for steps, logs in zip((2, 1, 3), val, strict=True):
+        for _ in range(steps):
+            collector.on_step(context(model, x, y, opt))
+        collector.on_epoch_end(0, {"val_loss": logs})
+    assert np.allclose(collector.matrix().values, (2 * 1 + 3 + 3 * 7) / 6)
+    weighted = collector.matrix("validation").values
+    # best-so-far improvements: a: 0.5 then 0.1; b: 0.1 then 0; c: 0 then 0.3 (epoch 0 has no baseline)
+    assert np.allclose(weighted[:, 0], (0.5 * 3 + 0.1 * 7) / 0.6)
+    assert np.allclose(weighted[:, 1], 3.0) and np.allclose(weighted[:, 2], 7.0)
+    assert collector.matrix("validation").method == "etap-validation"
+    stuck = Constant([epochs[0], epochs[1]])
+    for logs in ({"a": 1, "b": 1, "c": 1}, {"a": 1, "b": 0.5, "c": 0.5}):
+        stuck.on_step(context(model, x, y, opt))
+        stuck.on_epoch_end(0, {"val_loss": logs})
+    with pytest.raises(ConfigError, match=r"\['a'\] never improved"):
+        stuck.matrix("validation")
