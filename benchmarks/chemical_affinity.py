@@ -42,12 +42,12 @@ def main() -> None:
         for name, collector in collectors.items():
             per_method.setdefault(name, []).append(collector)
         print(f"seed {seed}: {result.steps} steps in {result.seconds:.0f} s", flush=True)
-    for name, matrices in per_method.items():
-        mean = AffinityMatrix.mean(matrices)
-        mean.to_csv(RESULTS / f"chemical_affinity_{name}.csv")
-        mean.plot(
-            RESULTS / f"chemical_affinity_{name}.png", title=f"Chemical {name} affinity, mean of {args.seeds} seeds"
-        )
+    for name, collectors in per_method.items():
+        for weighting, suffix in (("steps", ""), ("validation", "_validation")):
+            mean = AffinityMatrix.mean([c.matrix(weighting) for c in collectors])
+            mean.to_csv(RESULTS / f"chemical_affinity_{name}{suffix}.csv")
+            title = f"Chemical {name} affinity ({weighting}-weighted), mean of {args.seeds} seeds"
+            mean.plot(RESULTS / f"chemical_affinity_{name}{suffix}.png", title=title)
     path = write_result("chemical_affinity", {"seeds": args.seeds, "ptg_every": args.ptg_every, "runs": runs})
     print(f"wrote {path}")
 

@@ -131,11 +131,11 @@ def run_pipeline(
     started = time.perf_counter()
     affinity_file = out / "affinity.csv"
     if affinity_file.exists():
-        affinity = AffinityMatrix.read_csv(affinity_file, method="etap")
+        affinity = AffinityMatrix.read_csv(affinity_file, method="etap-validation")
         if affinity.tasks != tuple(tasks):
             raise ConfigError(f"{affinity_file} is for tasks {affinity.tasks}, not {tuple(tasks)}; remove it")
     else:
-        affinity, _ = measure_affinity(data, "etap", seed=seed, config=config)
+        affinity, _ = measure_affinity(data, "etap", seed=seed, config=config, weighting="validation")
         affinity.to_csv(affinity_file)
     affinity.plot(out / "affinity.png", title=f"ETAP affinity on {dataset}: A[source, target]")
     seconds["affinity"] = time.perf_counter() - started

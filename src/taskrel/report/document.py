@@ -76,8 +76,9 @@ def _sections(result) -> list[tuple[str, list]]:
         ["run store", f"{result.store} (every training of this report; resumable)"],
         ["training protocol", json.dumps(cfg)],
         ["seeds per group", f"{seeds} (losses are means over seeds; gains use the seed-mean STL loss)"],
-        ["affinity", f"ETAP score (no momentum, loss-normalised), {result.affinity.steps} steps collected, "
-                     f"{result.affinity.seconds:.1f} s collecting; affinity.csv (row = source, column = target)"],
+        ["affinity", f"ETAP score (no momentum, loss-normalised), epochs weighted by the target's validation "
+                     f"improvement; {result.affinity.steps} steps collected in {result.affinity.seconds:.1f} s; "
+                     "affinity.csv (row = source, column = target)"],
         ["training groups", f"{len(result.train_groups)}: " + ", ".join("|".join(sorted(g, key=result.tasks.index))
                                                                       for g in result.train_groups)],
         ["predictor", "ETAP: B-spline + ridge on group affinity, residual ridge on membership (group-aware CV)"],
