@@ -22,16 +22,26 @@ def heatmap(
     xlabel: str = "",
     ylabel: str = "",
     annotate: bool | None = None,
+    diagonal_apart: bool = True,
 ) -> None:
-    """Square heat map with a diverging colour scale centred on 0 and labelled axes."""
+    """Square heat map with a diverging colour scale centred on 0 and labelled axes.
+
+    With `diagonal_apart`, the colour scale is set by the off-diagonal entries and the diagonal
+    (a task's effect on itself, usually far larger) is drawn grey with its value written in.
+    """
     values = np.asarray(values, dtype=float)
     n = len(labels)
     annotate = n <= 12 if annotate is None else annotate
     size = max(4.5, 0.55 * n + 2.5)
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    finite = values[np.isfinite(values)]
+    scaled = values.copy()
+    if diagonal_apart and n > 1:
+        np.fill_diagonal(scaled, np.nan)
+    finite = scaled[np.isfinite(scaled)]
     bound = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
-    image = ax.imshow(values, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -bound, bound))
+    cmap = plt.get_cmap("RdBu_r").copy()
+    cmap.set_bad("#dddddd")
+    image = ax.imshow(np.ma.masked_invalid(scaled), cmap=cmap, norm=TwoSlopeNorm(0.0, -bound, bound))
     ax.set_xticks(range(n), labels, rotation=90 if n > 12 else 45, ha="right" if n <= 12 else "center")
     ax.set_yticks(range(n), labels)
     ax.set_xlabel(xlabel)
@@ -41,15 +51,9 @@ def heatmap(
         for i in range(n):
             for j in range(n):
                 if np.isfinite(values[i, j]):
-                    ax.text(
-                        j,
-                        i,
-                        f"{values[i, j]:.2g}",
-                        ha="center",
-                        va="center",
-                        fontsize=7,
-                        color="white" if abs(values[i, j]) > 0.6 * bound else "black",
-                    )
+                    dark = np.isfinite(scaled[i, j]) and abs(values[i, j]) > 0.6 * bound
+                    ax.text(j, i, f"{values[i, j]:.2g}", ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")  # fmt: skip
     fig.colorbar(image, ax=ax, shrink=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
