@@ -39,8 +39,7 @@ def heatmap(
         np.fill_diagonal(scaled, np.nan)
     finite = scaled[np.isfinite(scaled)]
     bound = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#dddddd")
     image = ax.imshow(np.ma.masked_invalid(scaled), cmap=cmap, norm=TwoSlopeNorm(0.0, -bound, bound))
     ax.set_xticks(range(n), labels, rotation=90 if n > 12 else 45, ha="right" if n <= 12 else "center")
     ax.set_yticks(range(n), labels)
