@@ -6,7 +6,7 @@ from taskrel.data import CHEMICAL_TASKS
 from taskrel.pipeline import run_pipeline
 from taskrel.train import TrainConfig
 
-QUICK = TrainConfig(max_steps=40, patience_steps=0)
+QUICK = TrainConfig(max_steps=200, patience_steps=0)
 
 
 def stored(store):

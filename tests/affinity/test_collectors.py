@@ -266,3 +266,6 @@ def test_step_and_validation_weighted_aggregation_by_hand():
         stuck.on_epoch_end(0, {"val_loss": logs})
     with pytest.raises(ConfigError, match=r"\['a'\] never improved"):
         stuck.matrix("validation")
+    # with the loss before training as baseline, the first epoch's improvement counts too
+    collector.initial_val = {"a": 2.0, "b": 1.0, "c": 1.0}
+    assert np.allclose(collector.matrix("validation").values[:, 0], (1.0 * 1 + 0.5 * 3 + 0.1 * 7) / 1.6)

@@ -8,7 +8,8 @@ tasks. `matrix()` aggregates them:
 
 * ``weighting="steps"`` (default): the plain time average over collected steps (ETAP eq. 6);
 * ``weighting="validation"``: each epoch's mean counts, for target column j, in proportion to how
-  much task j's best validation loss improved during that epoch. Interactions late in training,
+  much task j's best validation loss improved during that epoch (the first epoch against the
+  loss before training, recorded by `on_train_begin`). Interactions late in training,
   when the tasks no longer generalise better, then stop diluting the estimate (on Chemical their
   affinity even anti-correlates with measured gains; see benchmarks/predictors_chemical.py).
 """
@@ -47,6 +48,13 @@ class AffinityCollector(Callback):
         self.epoch_val: list[dict[str, float] | None] = []
         self._sum: np.ndarray | None = None
         self._count = 0
+        self.initial_val: dict[str, float] | None = None
+
+    def on_train_begin(self, trainer) -> None:
+        """Record the validation losses before training: the baseline of the first epoch's improvement."""
+        evaluate = getattr(trainer, "evaluate", None)
+        if evaluate is not None:
+            self.initial_val = evaluate("val")[0]
 
     def on_step(self, ctx: StepContext) -> None:
         self._calls += 1
@@ -92,10 +100,14 @@ class AffinityCollector(Callback):
         if len(self.epoch_val) < 2 or any(v is None for v in self.epoch_val):
             raise ConfigError("validation weighting needs per-epoch validation losses (logs['val_loss']) of ≥ 2 epochs")
         val = np.array([[v[t] for t in self._tasks] for v in self.epoch_val])
+        if self.initial_val is not None:
+            val = np.vstack([[self.initial_val[t] for t in self._tasks], val])
         best = np.minimum.accumulate(val, axis=0)
-        weights = np.vstack([np.zeros((1, len(self._tasks))), best[:-1] - best[1:]])  # improvement per epoch
+        weights = best[:-1] - best[1:]  # improvement of the best validation loss during each epoch
+        if self.initial_val is None:  # no baseline: the first epoch's improvement is unknown
+            weights = np.vstack([np.zeros((1, len(self._tasks))), weights])
         stalled = [t for t, total in zip(self._tasks, weights.sum(axis=0), strict=True) if total <= 0]
         if stalled:
-            raise ConfigError(f"validation loss of task(s) {stalled} never improved after the first epoch")
+            raise ConfigError(f"validation loss of task(s) {stalled} never improved during training")
         means = np.stack([s / c for s, c in zip(self.epoch_sums, self.epoch_counts, strict=True)])
         return np.einsum("ej,eij->ij", weights, means) / weights.sum(axis=0)[None, :]
