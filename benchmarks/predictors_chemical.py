@@ -29,7 +29,8 @@ from taskrel.report.plots import curves, scatter
 
 from common import RESULTS, write_result
 
-AFFINITIES = ("etap", "etap_momentum", "tag", "ptg")
+AFFINITIES = ("etap_validation", "etap", "etap_momentum_validation", "tag_validation", "tag", "ptg_validation", "ptg")
+PRIMARY = "etap_validation"  # ETAP score, epochs weighted by the targets' validation improvement
 
 
 def main() -> None:
@@ -42,13 +43,13 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     table = GainTable.read_csv(RESULTS / "chemical_gains.csv", tasks=CHEMICAL_TASKS)
     matrices = {m: AffinityMatrix.read_csv(RESULTS / f"chemical_affinity_{m}.csv", method=m) for m in AFFINITIES}
-    affinity = matrices["etap"]
+    affinity = matrices[PRIMARY]
     pairwise = {m: pairwise_correlation(table, a) for m, a in matrices.items()}
     result = evaluate_predictors(table, affinity, PREDICTORS, sizes, args.repeats, args.test_size, progress=False)
     by_affinity = {
         m: evaluate_predictors(table, matrices[m], {"etap": PREDICTORS["etap"]}, sizes, args.repeats,
                                args.test_size, progress=False)["methods"]["etap"]
-        for m in AFFINITIES if m != "etap"
+        for m in AFFINITIES if m != PRIMARY
     }  # fmt: skip
     selection = selection_benchmark(table, affinity, PREDICTORS, train_size=10, repeats=args.selection_repeats,
                                     test_size=args.test_size, progress=False)  # fmt: skip
@@ -69,7 +70,7 @@ def main() -> None:
             title="ETAP, |G_train| = 10, test groups")  # fmt: skip
     payload = {
         "gains": "results/chemical_gains.csv (test gains, seed means)",
-        "affinity": "results/chemical_affinity_etap.csv",
+        "affinity": f"results/chemical_affinity_{PRIMARY}.csv",
         "pairwise_affinity_vs_gain": pairwise,
         **result,
         "etap_with_other_affinities": by_affinity,

@@ -2,7 +2,8 @@
 
 Stage 1 maps the group affinity feature z(G → t) (mean affinity onto t from the other members,
 eq. 7) to a gain with a B-spline basis and ridge regression (``mapping="spline"``; degree 2–6,
-knots and alpha by cross-validation) or an affine map (``mapping="affine"``, the ablation).
+knots and alpha by cross-validation), an affine map (``mapping="affine"``, the ablation), or
+whichever of the two has the lower cross-validated error (``mapping="auto"``).
 Stage 2 (``residual=True``) fits, per task t, a ridge on the group's multi-hot membership to the
 stage-1 residuals of the training groups that contain t, alpha by cross-validation.
 
@@ -20,9 +21,9 @@ import pandas as pd
 
 from taskrel.errors import ConfigError
 from taskrel.predict.base import GainPredictor, group_affinity, membership
-from taskrel.predict.regression import fit_ridge, fit_spline_ridge, ridge_path
+from taskrel.predict.regression import fit_affine, fit_ridge, fit_spline_ridge
 
-MAPPINGS = ("spline", "affine")
+MAPPINGS = ("spline", "affine", "auto")
 
 
 class EtapPredictor(GainPredictor):
@@ -39,13 +40,13 @@ class EtapPredictor(GainPredictor):
         z = group_affinity(self.affinity_, train)
         y = train["gain"].to_numpy(float)
         groups = train["group"].to_numpy()
-        if self.mapping == "spline":
-            self.stage1_ = fit_spline_ridge(z, y, groups, self.max_splits)
-            oof = self.stage1_["oof"]
-        else:
-            coef, intercept = ridge_path(z[:, None], y, [0.0])
-            self.stage1_ = {"slope": float(coef[0, 0]), "intercept": float(intercept[0])}
-            oof = np.full(len(y), np.nan)
+        candidates = []
+        if self.mapping in ("spline", "auto"):
+            candidates.append(fit_spline_ridge(z, y, groups, self.max_splits))
+        if self.mapping in ("affine", "auto"):
+            candidates.append(fit_affine(z, y, groups, self.max_splits))
+        self.stage1_ = min(candidates, key=lambda c: c["cv_error"])
+        oof = self.stage1_["oof"]
         fitted = self._stage1(z)
         residuals = y - np.where(np.isnan(oof), fitted, oof)
         self.stage2_ = {}
@@ -57,7 +58,7 @@ class EtapPredictor(GainPredictor):
                     self.stage2_[task] = fit_ridge(u[rows], residuals[rows], groups[rows])
 
     def _stage1(self, z: np.ndarray) -> np.ndarray:
-        if self.mapping == "affine":
+        if "slope" in self.stage1_:
             return self.stage1_["slope"] * z + self.stage1_["intercept"]
         return self.stage1_["basis"].transform(z[:, None]) @ self.stage1_["coef"] + self.stage1_["intercept"]
 

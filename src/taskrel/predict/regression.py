@@ -64,11 +64,23 @@ def fit_spline_ridge(z: np.ndarray, y: np.ndarray, groups: np.ndarray, max_split
             k = int(np.argmin(errors))
             if best is None or errors[k] < best[0] - 1e-12:
                 best = (errors[k], degree, n_knots, SPLINE_ALPHAS[k], oof[:, k])
-    _, degree, n_knots, alpha, oof = best
+    error, degree, n_knots, alpha, oof = best
     basis = spline(degree, n_knots).fit(z[:, None])
     coef, intercept = ridge_path(basis.transform(z[:, None]), y, [alpha])
     return {"basis": basis, "coef": coef[0], "intercept": float(intercept[0]), "degree": degree,
-            "n_knots": n_knots, "alpha": alpha, "oof": oof}  # fmt: skip
+            "n_knots": n_knots, "alpha": alpha, "oof": oof, "cv_error": float(error)}  # fmt: skip
+
+
+def fit_affine(z: np.ndarray, y: np.ndarray, groups: np.ndarray, max_splits: int = 5) -> dict:
+    """Least-squares line y ≈ slope·z + intercept, with its group-aware out-of-fold predictions and error."""
+    oof = np.full(len(z), np.nan)
+    for train, test in group_folds(groups, max_splits):
+        coef, intercept = ridge_path(z[train, None], y[train], [0.0])
+        oof[test] = coef[0, 0] * z[test] + intercept[0]
+    coef, intercept = ridge_path(z[:, None], y, [0.0])
+    held = ~np.isnan(oof)
+    error = float(((oof[held] - y[held]) ** 2).sum()) if held.any() else float("inf")
+    return {"slope": float(coef[0, 0]), "intercept": float(intercept[0]), "oof": oof, "cv_error": error}
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray, alphas: Sequence[float] = RESIDUAL_ALPHAS) -> dict:
