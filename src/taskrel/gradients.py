@@ -93,12 +93,18 @@ def task_gradients(
         stacked = torch.stack([loss.reshape(()) for loss in losses])
         eye = torch.eye(len(losses), dtype=stacked.dtype, device=stacked.device)
         parts = torch.autograd.grad(
-            stacked, params, grad_outputs=eye, is_grads_batched=True, retain_graph=retain_graph,
+            stacked,
+            params,
+            grad_outputs=eye,
+            is_grads_batched=True,
+            retain_graph=retain_graph,
             allow_unused=True,
         )
         grads = torch.cat(
-            [(g if g is not None else torch.zeros(len(losses), *p.shape)).reshape(len(losses), -1)
-             for g, p in zip(parts, params, strict=True)],
+            [
+                (g if g is not None else torch.zeros(len(losses), *p.shape)).reshape(len(losses), -1)
+                for g, p in zip(parts, params, strict=True)
+            ],
             dim=1,
         )
     else:

@@ -124,9 +124,7 @@ def _check_split(ds: MultiTaskDataset, task: str, which: str, split: Split, dims
         raise DataError(f"{where}: binary target must be 0 or 1, row {row} has {y[row]!r}")
 
 
-def split_rows(
-    y: np.ndarray, fractions: Sequence[float], seed: int, stratify: bool
-) -> list[np.ndarray]:
+def split_rows(y: np.ndarray, fractions: Sequence[float], seed: int, stratify: bool) -> list[np.ndarray]:
     """Seeded split of row indices into parts of the given fractions (stratified by label if asked).
 
     Every part gets at least one row of each class when stratifying and enough rows exist.

@@ -61,7 +61,7 @@ def _download(relpath: str, target: Path) -> Path:
     prefix = next((p for p in SOURCES if relpath.startswith(p)), None)
     if prefix is None:
         raise DataError(f"missing data file {target} and no public source is known for {relpath!r}")
-    url = SOURCES[prefix] + relpath[len(prefix):]
+    url = SOURCES[prefix] + relpath[len(prefix) :]
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(target.suffix + ".part")
     try:

@@ -46,6 +46,20 @@ class MultiTaskModel(nn.Module):
         features = self.trunk(torch.cat([inputs[t] for t in names]))
         return {t: self.head(t)(h).squeeze(-1) for t, h in zip(names, features.split(sizes), strict=True)}
 
+    def forward_stacked(self, inputs: torch.Tensor, tasks: Sequence[str]) -> torch.Tensor:
+        """Predictions (K, B) for stacked per-task inputs (K, B, d); block k belongs to ``tasks[k]``.
+
+        One pass through the trunk; when every head is a linear unit, one batched matmul for all heads.
+        """
+        k, b = inputs.shape[:2]
+        features = self.trunk(inputs.reshape(k * b, *inputs.shape[2:])).reshape(k, b, -1)
+        heads = [self.head(t) for t in tasks]
+        if all(isinstance(h, nn.Linear) and h.out_features == 1 and h.bias is not None for h in heads):
+            weight = torch.stack([h.weight for h in heads])  # (K, 1, H)
+            bias = torch.stack([h.bias for h in heads])  # (K, 1)
+            return torch.baddbmm(bias.unsqueeze(1), features, weight.transpose(1, 2)).squeeze(-1)
+        return torch.stack([h(f).squeeze(-1) for h, f in zip(heads, features, strict=True)])
+
     def shared_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters of the trunk (raises `ModelError` when there are none)."""
         params = [p for p in self.trunk.parameters() if p.requires_grad]
@@ -74,9 +88,7 @@ def _glorot(layer: nn.Linear) -> None:
     nn.init.zeros_(layer.bias)
 
 
-def mlp_model(
-    tasks: Sequence[str], n_features: int, hidden: Sequence[int] = (32, 16), seed: int = 0
-) -> MultiTaskModel:
+def mlp_model(tasks: Sequence[str], n_features: int, hidden: Sequence[int] = (32, 16), seed: int = 0) -> MultiTaskModel:
     """An MLP trunk with one linear output unit per task, initialised from `seed`."""
     if not hidden:
         raise ModelError("an MLP trunk needs at least one hidden layer to share anything")

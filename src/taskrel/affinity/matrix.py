@@ -1,0 +1,106 @@
+"""`AffinityMatrix`: how much each task's update helps each other task.
+
+Orientation: ``values[i, j]`` = effect of **source** task i's update on **target** task j
+(row = source, column = target). Positive = i's update lowers j's loss. The CSV layout is square
+with task names in the header row and the first column (row = source, column = target).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from taskrel.errors import DataError, NonFiniteError, ShapeError
+from taskrel.groups import check_tasks, make_group
+
+
+@dataclass(frozen=True)
+class AffinityMatrix:
+    """Pairwise affinity A[source, target] with its provenance (method, steps, seconds)."""
+
+    values: np.ndarray
+    tasks: tuple[str, ...]
+    method: str = ""
+    steps: int = 0
+    seconds: float = 0.0
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.values, dtype=np.float64)
+        n = len(self.tasks)
+        if values.shape != (n, n):
+            raise ShapeError(f"affinity matrix must be {n}×{n} for {n} tasks, got shape {values.shape}")
+        if len(set(self.tasks)) != n:
+            raise DataError("affinity matrix has duplicate task names")
+        if not np.isfinite(values).all():
+            i, j = np.argwhere(~np.isfinite(values))[0]
+            raise NonFiniteError(f"affinity[{self.tasks[i]!r} → {self.tasks[j]!r}] is {values[i, j]}")
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        object.__setattr__(self, "_index", {t: k for k, t in enumerate(self.tasks)})
+
+    def __getitem__(self, pair: tuple[str, str]) -> float:
+        """``A[source, target]``."""
+        source, target = pair
+        check_tasks([source, target], self.tasks, "affinity matrix")
+        return float(self.values[self._index[source], self._index[target]])
+
+    def incoming(self, group: Iterable[str], target: str) -> float:
+        """Mean affinity onto `target` from the other members of `group` (ETAP eq. 7); 0 for a singleton."""
+        members = make_group(group, self.tasks, "affinity matrix")
+        if target not in members:
+            raise DataError(f"task {target!r} is not a member of group {sorted(members)}")
+        sources = [self._index[s] for s in members if s != target]
+        if not sources:
+            return 0.0
+        return float(self.values[sources, self._index[target]].mean())
+
+    def subset(self, tasks: Sequence[str]) -> AffinityMatrix:
+        check_tasks(tasks, self.tasks, "affinity matrix")
+        idx = [self._index[t] for t in tasks]
+        return AffinityMatrix(self.values[np.ix_(idx, idx)], tuple(tasks), self.method, self.steps, self.seconds)
+
+    def to_frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.values, index=list(self.tasks), columns=list(self.tasks))
+        frame.index.name = "source"
+        return frame
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        self.to_frame().to_csv(path, float_format="%.10g")
+
+    @classmethod
+    def read_csv(cls, path: str | os.PathLike, method: str = "") -> AffinityMatrix:
+        """Read the square CSV layout (row = source, column = target), checking names and values."""
+        try:
+            frame = pd.read_csv(path, index_col=0, dtype=str)
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DataError(f"{path}: cannot read affinity matrix ({exc})") from exc
+        rows, cols = [str(r) for r in frame.index], [str(c) for c in frame.columns]
+        if rows != cols:
+            raise DataError(f"{path}: row names {rows} differ from column names {cols}; expected a square matrix")
+        try:
+            values = frame.to_numpy(dtype=np.float64)
+        except ValueError as exc:
+            raise DataError(f"{path}: non-numeric entry ({exc})") from exc
+        if not np.isfinite(values).all():
+            i, j = np.argwhere(~np.isfinite(values))[0]
+            raise NonFiniteError(f"{path}: entry (row {rows[i]!r}, column {cols[j]!r}) is not finite")
+        return cls(values, tuple(rows), method or Path(path).stem)
+
+    def plot(self, path: str | os.PathLike, title: str | None = None) -> None:
+        """Save a labelled heat map (diverging colours centred on 0) as PNG."""
+        from taskrel.report.plots import heatmap
+
+        heatmap(
+            self.values,
+            self.tasks,
+            path,
+            title=title or f"{self.method or 'affinity'}: A[source, target]",
+            xlabel="target task",
+            ylabel="source task",
+        )

@@ -1,0 +1,158 @@
+"""`GainTable`: measured per-(group, task) MTL gains over single-task learning.
+
+gain(G → t) = (L_STL(t) − L_G(t)) / L_STL(t); positive means training t with the group helps t.
+L_STL(t) is the single-task loss of t averaged over the seeds in the table (a steadier reference
+than pairing seeds); L_G(t) is t's loss in the run of group G with one seed. `split` says whether
+the `gain` column is computed from test (default) or validation losses. Rows: one per
+(group, member task, seed), singles included (their gains scatter around 0 by seed noise).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from taskrel.errors import DataError, NonFiniteError, UnknownTaskError
+from taskrel.groups import Group, group_name, parse_group
+
+COLUMNS = ("group", "task", "seed", "val_loss", "test_loss", "gain")
+SPLITS = ("test", "val")
+
+
+@dataclass(frozen=True)
+class GainTable:
+    """Long table of measured gains; `tasks` fixes the task order of canonical group names."""
+
+    frame: pd.DataFrame
+    tasks: tuple[str, ...]
+    split: str = "test"
+
+    def __post_init__(self) -> None:
+        missing = [c for c in COLUMNS if c not in self.frame.columns]
+        if missing:
+            raise DataError(f"gain table lacks column(s) {missing}")
+        if self.split not in SPLITS:
+            raise DataError(f"split must be one of {SPLITS}, got {self.split!r}")
+
+    @classmethod
+    def from_runs(
+        cls,
+        runs: Iterable[tuple[str, int, dict[str, float], dict[str, float]]],
+        tasks: Sequence[str],
+        split: str = "test",
+    ) -> GainTable:
+        """Build from (group text, seed, per-task val losses, per-task test losses) of finished runs.
+
+        Every task that appears in a group must have at least one single-task run.
+        """
+        if split not in SPLITS:
+            raise DataError(f"split must be one of {SPLITS}, got {split!r}")
+        rows = []
+        for group, seed, val, test in runs:
+            members = parse_group(group, tasks)
+            for task in members:
+                rows.append((group_name(members, tasks), task, int(seed), float(val[task]), float(test[task])))
+        frame = pd.DataFrame(rows, columns=list(COLUMNS[:-1]))
+        loss = f"{split}_loss"
+        singles = frame[frame["group"] == frame["task"]]
+        reference = singles.groupby("task")[loss].mean()
+        lacking = sorted(set(frame["task"]) - set(reference.index), key=list(tasks).index)
+        if lacking:
+            raise DataError(f"no single-task run for task(s) {lacking}: gains need an STL reference")
+        frame["gain"] = (frame["task"].map(reference) - frame[loss]) / frame["task"].map(reference)
+        frame = frame.sort_values(["group", "task", "seed"], key=_order_key(tasks), ignore_index=True)
+        return cls(frame, tuple(tasks), split)
+
+    @classmethod
+    def read_csv(cls, path: str | os.PathLike, tasks: Sequence[str] | None = None, split: str = "test") -> GainTable:
+        """Read a table written by `to_csv` (task order taken from the single-task rows if not given)."""
+        try:
+            frame = pd.read_csv(path, dtype={"group": str, "task": str})
+        except (OSError, pd.errors.ParserError) as exc:
+            raise DataError(f"{path}: cannot read gain table ({exc})") from exc
+        missing = [c for c in COLUMNS if c not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing}")
+        numeric = frame[["val_loss", "test_loss", "gain"]].to_numpy(float)
+        if not np.isfinite(numeric).all():
+            row = int(np.argwhere(~np.isfinite(numeric))[0, 0])
+            raise NonFiniteError(f"{path}: row {row + 2} has a non-finite value")
+        if tasks is None:
+            tasks = list(dict.fromkeys(t for g in frame["group"] for t in g.split("|")))
+        for i, (group, task) in enumerate(zip(frame["group"], frame["task"], strict=True)):
+            members = parse_group(group, tasks, f"{path} row {i + 2}")
+            if task not in members:
+                raise UnknownTaskError(f"{path} row {i + 2}: task {task!r} is not a member of group {group!r}")
+        return cls(frame, tuple(tasks), split)
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        self.frame.to_csv(path, index=False, float_format="%.6g")
+
+    def to_parquet(self, path: str | os.PathLike) -> None:
+        self.frame.to_parquet(path, index=False)
+
+    # ---------------------------------------------------------------------------------------
+    def mean(self) -> pd.DataFrame:
+        """Per (group, task): mean and standard deviation of the gain over seeds, and the seed count."""
+        out = (
+            self.frame.groupby(["group", "task"], sort=False)
+            .agg(
+                gain=("gain", "mean"),
+                gain_std=("gain", "std"),
+                seeds=("seed", "nunique"),
+                val_loss=("val_loss", "mean"),
+                test_loss=("test_loss", "mean"),
+            )
+            .reset_index()
+        )
+        out["gain_std"] = out["gain_std"].fillna(0.0)
+        return out
+
+    def groups(self) -> list[Group]:
+        """The distinct groups of the table, in table order."""
+        return [parse_group(g, self.tasks) for g in dict.fromkeys(self.frame["group"])]
+
+    def stl_loss(self) -> dict[str, float]:
+        """Mean single-task loss per task on the table's split."""
+        singles = self.frame[self.frame["group"] == self.frame["task"]]
+        return singles.groupby("task")[f"{self.split}_loss"].mean().to_dict()
+
+    def gains(self) -> dict[tuple[Group, str], float]:
+        """Mean gain per (group, member task)."""
+        means = self.mean()
+        return {
+            (parse_group(g, self.tasks), t): float(v)
+            for g, t, v in zip(means["group"], means["task"], means["gain"], strict=True)
+        }
+
+    def pairwise(self) -> np.ndarray:
+        """Matrix P[source, target] = mean gain of `target` when trained in the pair {source, target}.
+
+        Entries of pairs that were not measured are NaN; the diagonal is 0.
+        """
+        n = len(self.tasks)
+        index = {t: i for i, t in enumerate(self.tasks)}
+        out = np.full((n, n), np.nan)
+        np.fill_diagonal(out, 0.0)
+        for (group, task), value in self.gains().items():
+            if len(group) == 2:
+                (source,) = group - {task}
+                out[index[source], index[task]] = value
+        return out
+
+
+def _order_key(tasks: Sequence[str]):
+    position = {t: i for i, t in enumerate(tasks)}
+
+    def key(column: pd.Series) -> pd.Series:
+        if column.name == "group":
+            return column.map(lambda g: (len(g.split("|")), tuple(position[t] for t in g.split("|"))))
+        if column.name == "task":
+            return column.map(position)
+        return column
+
+    return key

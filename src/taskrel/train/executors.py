@@ -1,0 +1,122 @@
+"""Executors that run sweep jobs: in this process, in a local process pool, or on a Ray cluster.
+
+All three expose `imap_unordered(fn, jobs)`: `jobs` is consumed lazily (at most `in_flight` jobs
+are outstanding), results are yielded as they finish. The job function is the same for all, so
+the same seeds give the same numbers whichever executor ran them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+from taskrel.errors import ConfigError
+
+EXECUTORS = ("local", "ray")
+
+
+class InlineExecutor:
+    """Runs jobs one after another in the calling process (workers=1)."""
+
+    workers = 1
+
+    def imap_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
+        for job in jobs:
+            yield fn(job)
+
+    def close(self) -> None:
+        pass
+
+
+class LocalExecutor:
+    """A pool of `workers` fresh processes (spawned, so no state leaks from the parent)."""
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ConfigError(f"workers must be ≥ 1, got {workers}")
+        self.workers = workers
+        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def imap_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
+        pending: set[Future] = set()
+        source = iter(jobs)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < 2 * self.workers:
+                job = next(source, None)
+                if job is None:
+                    exhausted = True
+                else:
+                    pending.add(self._pool.submit(fn, job))
+            if not pending:
+                return
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor:
+    """Runs jobs as Ray tasks: on the cluster at `address`, or on a local cluster it starts.
+
+    The local cluster binds every port to 127.0.0.1 and is shut down by `close()`.
+    """
+
+    def __init__(self, workers: int | None = None, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise ConfigError("the Ray executor needs Ray: pip install 'taskrel[ray]'") from exc
+        self._ray = ray
+        self._started = not ray.is_initialized()
+        if self._started:
+            if address is None:
+                os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+                ray.init(
+                    num_cpus=workers or os.cpu_count(),
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    object_store_memory=200 * 1024 * 1024,
+                )
+            else:
+                ray.init(address=address, log_to_driver=False)
+        self.workers = int(ray.cluster_resources().get("CPU", 1))
+
+    def imap_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
+        remote = self._ray.remote(num_cpus=1)(fn)
+        pending: list = []
+        source = iter(jobs)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < 2 * self.workers:
+                job = next(source, None)
+                if job is None:
+                    exhausted = True
+                else:
+                    pending.append(remote.remote(job))
+            if not pending:
+                return
+            done, pending = self._ray.wait(pending, num_returns=1)
+            for ref in done:
+                yield self._ray.get(ref)
+
+    def close(self) -> None:
+        if self._started:
+            self._ray.shutdown()
+
+
+def make_executor(kind: str = "local", workers: int = 1, address: str | None = None):
+    """An executor by name: "local" (inline for one worker, else a process pool) or "ray"."""
+    if kind == "local":
+        if address is not None:
+            raise ConfigError("--address is only meaningful with the Ray executor")
+        return InlineExecutor() if workers == 1 else LocalExecutor(workers)
+    if kind == "ray":
+        return RayExecutor(workers, address)
+    raise ConfigError(f"unknown executor {kind!r}; use one of {EXECUTORS}")

@@ -1,0 +1,297 @@
+"""`RunStore`: finished (and failed) trainings in an SQLite file, safe to kill and to share.
+
+One row per (dataset, group, seed, config digest). A store is bound to one dataset and one training
+configuration (recorded in its `meta` table); opening it for another is refused, as is a file that
+is not a taskrel store. Every state change is one transaction in WAL mode, so a process killed at
+any moment leaves either the old or the new row, never half of one. Before training, a run is
+*claimed* (status ``running`` with the owner's host and pid); claims of processes that no longer
+exist on this host are released on the next sweep, so nothing is lost and nothing runs twice even
+with several sweeps writing to one store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from taskrel.errors import StoreError
+
+FORMAT = "taskrel-runstore/1"
+STATUSES = ("running", "done", "failed")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    dataset TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    val_loss TEXT, test_loss TEXT, val_metric TEXT, test_metric TEXT,
+    epochs INTEGER, best_epoch INTEGER, steps INTEGER, seconds REAL,
+    error TEXT, owner TEXT, updated REAL NOT NULL,
+    PRIMARY KEY (dataset, grp, seed, config)
+);
+"""
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """Identity of one training run: the group in canonical text form and the seed."""
+
+    group: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A stored run. Per-task dictionaries are keyed by task name; losses are mean per-row losses."""
+
+    group: str
+    seed: int
+    status: str
+    val_loss: dict[str, float] | None
+    test_loss: dict[str, float] | None
+    val_metric: dict[str, float] | None
+    test_metric: dict[str, float] | None
+    epochs: int | None
+    best_epoch: int | None
+    steps: int | None
+    seconds: float | None
+    error: str | None
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(owner: str | None) -> bool:
+    """Whether the process that claimed a run still exists (only knowable on this host)."""
+    if not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+class RunStore:
+    """An SQLite run store bound to (`dataset`, `config`); see the module docstring."""
+
+    def __init__(self, path: str | os.PathLike, dataset: str, config: dict) -> None:
+        self.path = Path(path)
+        self.dataset = dataset
+        self.config = json.dumps(config, sort_keys=True)
+        self.config_digest = _digest(self.config)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._bind()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable SQLite run store ({exc})") from exc
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, dataset: str) -> RunStore:
+        """Open an existing store of `dataset` with the configuration recorded in it."""
+        path = Path(path)
+        if not path.is_file():
+            raise StoreError(f"no run store at {path}")
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                meta = dict(db.execute("SELECT key, value FROM meta"))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not a taskrel run store ({exc})") from exc
+        if meta.get("format") != FORMAT or "config" not in meta:
+            raise StoreError(f"{path} is not a taskrel run store (format {meta.get('format')!r})")
+        return cls(path, dataset, json.loads(meta["config"]))
+
+    def _bind(self) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and not {"meta", "runs"} <= tables:
+            raise StoreError(f"{self.path} is an SQLite file of another application (tables: {sorted(tables)})")
+        self._db.executescript(SCHEMA)
+        with self.transaction():
+            meta = dict(self._db.execute("SELECT key, value FROM meta"))
+            if not meta:
+                self._db.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [
+                        ("format", FORMAT),
+                        ("dataset", self.dataset),
+                        ("config", self.config),
+                        ("created", str(time.time())),
+                    ],
+                )
+                return
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{self.path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+        if meta.get("dataset") != self.dataset:
+            raise StoreError(
+                f"{self.path} holds runs of dataset {meta.get('dataset')!r}, not {self.dataset!r}; use another store"
+            )
+        if meta.get("config") != self.config:
+            raise StoreError(
+                f"{self.path} was made with another training configuration ({_diff(meta.get('config'), self.config)});"
+                " use another store or the same options"
+            )
+
+    def transaction(self):
+        return _Transaction(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------------------------------
+    def claim(self, key: RunKey, retry_failed: bool = False) -> bool:
+        """Mark `key` as running by this process; False if it is done, failed (unless retried) or taken."""
+        with self.transaction():
+            row = self._db.execute(
+                "SELECT status, owner FROM runs WHERE dataset=? AND grp=? AND seed=? AND config=?",
+                (self.dataset, key.group, key.seed, self.config_digest),
+            ).fetchone()
+            if row is not None:
+                status, owner = row
+                free = (status == "failed" and retry_failed) or (status == "running" and not _alive(owner))
+                if not free:
+                    return False
+            self._db.execute(
+                "INSERT OR REPLACE INTO runs (dataset, grp, seed, config, status, owner, updated) "
+                "VALUES (?, ?, ?, ?, 'running', ?, ?)",
+                (self.dataset, key.group, key.seed, self.config_digest, owner_id(), time.time()),
+            )
+            return True
+
+    def release(self, key: RunKey) -> None:
+        """Drop this process's claim on `key` (e.g. when a sweep is interrupted)."""
+        with self.transaction():
+            self._db.execute(
+                "DELETE FROM runs WHERE dataset=? AND grp=? AND seed=? AND config=? AND status='running' AND owner=?",
+                (self.dataset, key.group, key.seed, self.config_digest, owner_id()),
+            )
+
+    def record(self, record: RunRecord) -> None:
+        """Store a finished or failed run (replacing its claim) in one transaction."""
+        if record.status not in ("done", "failed"):
+            raise StoreError(f"cannot record a run with status {record.status!r}")
+        dumps = lambda d: None if d is None else json.dumps(d)  # noqa: E731
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.dataset,
+                    record.group,
+                    record.seed,
+                    self.config_digest,
+                    record.status,
+                    dumps(record.val_loss),
+                    dumps(record.test_loss),
+                    dumps(record.val_metric),
+                    dumps(record.test_metric),
+                    record.epochs,
+                    record.best_epoch,
+                    record.steps,
+                    record.seconds,
+                    record.error,
+                    owner_id(),
+                    time.time(),
+                ),
+            )
+
+    def status(self, keys: Iterable[RunKey]) -> dict[RunKey, str]:
+        """Current status of each key that has a row ('running', 'done' or 'failed')."""
+        rows = self._db.execute(
+            "SELECT grp, seed, status FROM runs WHERE dataset=? AND config=?", (self.dataset, self.config_digest)
+        )
+        known = {RunKey(g, s): st for g, s, st in rows}
+        return {k: known[k] for k in keys if k in known}
+
+    def records(self, status: str | None = "done") -> Iterator[RunRecord]:
+        query = "SELECT * FROM runs WHERE dataset=? AND config=?"
+        args: tuple = (self.dataset, self.config_digest)
+        if status is not None:
+            query += " AND status=?"
+            args += (status,)
+        for row in self._db.execute(query + " ORDER BY grp, seed", args):
+            loads = lambda t: None if t is None else json.loads(t)  # noqa: E731
+            yield RunRecord(
+                row[1],
+                row[2],
+                row[4],
+                loads(row[5]),
+                loads(row[6]),
+                loads(row[7]),
+                loads(row[8]),
+                row[9],
+                row[10],
+                row[11],
+                row[12],
+                row[13],
+            )
+
+    def counts(self) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT status, COUNT(*) FROM runs WHERE dataset=? AND config=? GROUP BY status",
+            (self.dataset, self.config_digest),
+        )
+        return {status: 0 for status in STATUSES} | dict(rows)
+
+    def merge_from(self, other: str | os.PathLike) -> int:
+        """Copy the finished runs of another store (same dataset and config) into this one; returns how many."""
+        source = RunStore(other, self.dataset, json.loads(self.config))
+        added = 0
+        try:
+            for record in source.records("done"):
+                current = self.status([RunKey(record.group, record.seed)])
+                if current.get(RunKey(record.group, record.seed)) != "done":
+                    self.record(record)
+                    added += 1
+        finally:
+            source.close()
+        return added
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT (ROLLBACK on error): one writer at a time, atomic on crash."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _diff(stored: str | None, wanted: str) -> str:
+    try:
+        a, b = json.loads(stored or "{}"), json.loads(wanted)
+    except json.JSONDecodeError:
+        return "unreadable stored configuration"
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return ", ".join(f"{k}: stored {a.get(k)!r} vs {b.get(k)!r}" for k in changed) or "same keys"
