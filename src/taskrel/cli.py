@@ -19,6 +19,7 @@ from taskrel.errors import TaskrelError
 COMMAND_MODULES = (
     "taskrel.train.cli",
     "taskrel.affinity.cli",
+    "taskrel.weighting.cli",
 )
 
 

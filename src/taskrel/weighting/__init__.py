@@ -20,9 +20,9 @@ from taskrel.weighting.bargaining import (
 from taskrel.weighting.hypergradient import neumann_inverse_hvp, preference_hypergradient
 from taskrel.weighting.methods import (
     GCS,
-    PCGrad,
     LinearScalarisation,
     NashMTL,
+    PCGrad,
     WeightingMethod,
     task_specific_parameters,
 )

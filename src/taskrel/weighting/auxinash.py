@@ -3,10 +3,11 @@
 The shared update is Σ α_i g_i with Gα = p/α (see `bargaining`); p says how much bargaining power
 each task has. With ``meta_loss`` given, p is learned: every `hypergrad_every` steps the
 hypergradient of the main-task loss on a separate batch (``meta_loss()``) with respect to p is
-estimated (`hypergradient.preference_hypergradient`) and p takes one SGD step, then is clamped at
-`min_preference` and renormalised to sum K (so uniform preferences are all ones and give
-Nash-MTL exactly). Defaults are those of the reference implementation: N_p = 25, SGD(lr 5e-3,
-momentum 0.9), meta-gradient clipped to norm 1, Neumann series of 3 terms with η = 1e-4, p ≥ 1e-4.
+estimated (`hypergradient.preference_hypergradient`) and p takes one SGD step, then is projected
+onto {p ≥ `min_preference`, Σp = K} (so uniform preferences are all ones and give Nash-MTL
+exactly; the reference clamps and rescales instead, which can leave entries below the floor).
+Defaults are those of the reference implementation: N_p = 25, SGD(lr 5e-3, momentum 0.9),
+meta-gradient clipped to norm 1, Neumann series of 3 terms with η = 1e-4, p ≥ 1e-4.
 
 As in the reference, the meta-optimiser is fed the Neumann sum without its η factor, i.e. the
 hypergradient divided by η; its learning rate and clipping are on that scale. Unlike the
@@ -17,6 +18,7 @@ near Pareto-stationary points, where changing p mostly rescales α without turni
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,8 +67,13 @@ class AuxiNash(NashMTL):
             raise ConfigError(f"hypergrad_every must be ≥ 1, got {hypergrad_every}")
         if not 0 < min_preference < 1:
             raise ConfigError(f"min_preference must be in (0, 1), got {min_preference}")
-        if not meta_max_norm > 0:
-            raise ConfigError(f"meta_max_norm must be positive, got {meta_max_norm}")
+        if not (meta_lr > 0 and 0 <= meta_momentum < 1 and meta_max_norm > 0):
+            raise ConfigError(
+                f"meta optimiser needs meta_lr > 0, 0 ≤ meta_momentum < 1 and meta_max_norm > 0, "
+                f"got {meta_lr}, {meta_momentum} and {meta_max_norm}"
+            )
+        if not (neumann_scale > 0 and neumann_terms >= 0):
+            raise ConfigError(f"Neumann series needs scale > 0 and terms ≥ 0, got {neumann_scale} and {neumann_terms}")
         initial = np.ones(self.n_tasks) if preferences is None else np.asarray(preferences, dtype=np.float64)
         if initial.shape != (self.n_tasks,):
             raise ShapeError(f"preferences must have {self.n_tasks} entries, got shape {initial.shape}")
@@ -129,16 +136,16 @@ class AuxiNash(NashMTL):
         self._p.grad = torch.from_numpy(tangent / self.neumann_scale)
         torch.nn.utils.clip_grad_norm_([self._p], self.meta_max_norm)
         self.meta_optimizer.step()
+        projected = project_preferences(self.preferences, self.min_preference, float(self.n_tasks))
         with torch.no_grad():
-            self._p.clamp_(min=self.min_preference)
-            self._p.mul_(self.n_tasks / self._p.sum())
+            self._p.copy_(torch.from_numpy(projected))
         return self.preferences
 
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
             "preferences": self.preferences.tolist(),
-            "meta_optimizer": self.meta_optimizer.state_dict(),
+            "meta_optimizer": copy.deepcopy(self.meta_optimizer.state_dict()),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -149,3 +156,18 @@ class AuxiNash(NashMTL):
         with torch.no_grad():
             self._p.copy_(torch.from_numpy(preferences))
         self.meta_optimizer.load_state_dict(state["meta_optimizer"])
+
+
+def project_preferences(p: np.ndarray, floor: float, total: float) -> np.ndarray:
+    """Euclidean projection of p onto {q : q_i ≥ floor, Σ q = total} (needs floor·K < total).
+
+    Entries are shifted down by a common amount; those that would fall below the floor are held
+    at it and the shift is recomputed over the rest (Michelot's algorithm, at most K rounds).
+    """
+    free = np.ones(len(p), dtype=bool)
+    while True:
+        shift = (p[free].sum() - (total - floor * np.count_nonzero(~free))) / np.count_nonzero(free)
+        below = free & (p - shift < floor)
+        if not below.any():
+            return np.where(free, p - shift, floor)
+        free &= ~below

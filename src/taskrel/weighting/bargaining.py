@@ -91,11 +91,10 @@ def solve_bargaining(
         )
         if on_near_stationary == "raise":
             raise SolverError(message)
-        warnings.warn(f"{message}; solving with G + diag(G)/{max_amplification:g}", NearStationaryWarning,
-                      stacklevel=2)
+        warnings.warn(f"{message}; solving with G + diag(G)/{max_amplification:g}", NearStationaryWarning, stacklevel=2)
         ridge = 1.0 / max_amplification
         g = g + ridge * np.diag(np.diag(g))
-        alpha, more, amplification = _newton(g, p, None, tol, max_iter, np.inf)
+        alpha, more, amplification = _newton(g, p, start, tol, max_iter, np.inf)
         iterations += more
     residual = relative_residual(g, alpha, p)
     if not (residual <= 1e-6 or residual <= 100 * rounding_level(g, alpha, p)):
@@ -125,6 +124,7 @@ def _newton(
     """
     diag = np.diag(g)
     total = p.sum()
+    on_diagonal = np.diag_indices(len(g))
 
     def potential(a: np.ndarray) -> float:
         return 0.5 * a @ g @ a - p @ np.log(a)
@@ -139,7 +139,9 @@ def _newton(
     while iteration < max_iter and residual > tol and stalls < 3:
         iteration += 1
         gradient = g @ alpha - p / alpha
-        step = -_solve_spd(g + np.diag(p / alpha**2), gradient)
+        hessian = g.copy()
+        hessian[on_diagonal] += p / alpha**2
+        step = -_solve_spd(hessian, gradient)
         decrease = -(gradient @ step)
         quadratic_phase = decrease < 0.1 * p.min()
         if quadratic_phase:
@@ -204,9 +206,7 @@ def _checked_gram(gram: np.ndarray, names: list[str] | None) -> np.ndarray:
         )
     if np.any(np.abs(g) > scale * (1 + 1e-6)):
         i, j = np.argwhere(np.abs(g) > scale * (1 + 1e-6))[0]
-        raise ShapeError(
-            f"not a Gram matrix: |G[{i}, {j}]| exceeds √(G[{i}, {i}] G[{j}, {j}]) (Cauchy–Schwarz fails)"
-        )
+        raise ShapeError(f"not a Gram matrix: |G[{i}, {j}]| exceeds √(G[{i}, {i}] G[{j}, {j}]) (Cauchy–Schwarz fails)")
     g = 0.5 * (g + g.T)
     correlation = g / np.sqrt(np.outer(diag, diag))
     smallest = float(np.linalg.eigvalsh(correlation)[0])

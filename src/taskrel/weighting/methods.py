@@ -122,7 +122,8 @@ class WeightingMethod:
         n_params = sum(p.numel() for p in shared)
         if grads.shape != (self.n_tasks, n_params):
             raise ShapeError(
-                f"grads must have shape ({self.n_tasks}, {n_params}) (tasks × shared parameters), got {tuple(grads.shape)}"
+                f"grads must have shape ({self.n_tasks}, {n_params}) (tasks × shared parameters), "
+                f"got {tuple(grads.shape)}"
             )
         check_finite_rows(grads, self.tasks)
         return grads
@@ -308,7 +309,7 @@ def _accumulate(
         parts = _gradient(_weighted_sum(losses, coefficients), wanted)
         direction = torch.cat([g.reshape(-1).double() for g in parts[: len(shared)]])
         if same:
-            head_grads = parts[len(shared):]
+            head_grads = parts[len(shared) :]
         if not torch.isfinite(direction).all():
             _raise_non_finite(losses, shared, names, "shared")
     if heads and not head_grads:

@@ -3,7 +3,7 @@
 All three tasks fit one shared linear map y = xᵀw (x ~ N(0, I₂)). The main task's targets are
 x·W* plus heavy noise (σ = 20·σ_h); the helpful auxiliary task has the same W* with little noise
 (σ_h = 0.25); the harmful one has W_harm = (−1, −4). Training follows the paper: 1000 samples,
-Adam(1e-2), batch 256. A method that learns to ignore the harmful task recovers W* far better
+Adam(1e-2), batch 256, from w = `W_START`. A method that learns to ignore the harmful task recovers W* far better
 than one that balances all three.
 """
 
@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from taskrel.errors import ConfigError
+from taskrel.train.trainer import torch_threads
 from taskrel.weighting.auxinash import AuxiNash
 from taskrel.weighting.methods import LinearScalarisation, NashMTL, WeightingMethod
 
@@ -25,6 +26,8 @@ W_HARMFUL = (-1.0, -4.0)
 SIGMA_AUX = 0.25
 SIGMA_MAIN = 20 * SIGMA_AUX
 TOY_METHODS = ("stl", "ls", "nash_mtl", "auxinash")
+#: Where training starts: far from all three optima, so the weighting acts during a long approach.
+W_START = (4.0, -4.0)
 
 
 @dataclass(frozen=True)
@@ -73,14 +76,29 @@ def train_toy(
     quiet: bool = True,
     auxinash_options: dict | None = None,
 ) -> ToyRun:
-    """Train the shared linear map with one of `TOY_METHODS` in a plain PyTorch loop.
+    """Train the shared linear map with one of `TOY_METHODS` in a plain PyTorch loop (one thread).
 
     `auxinash_options` go to the `AuxiNash` constructor (e.g. ``{"meta_lr": 0.05}``).
     """
     if method not in TOY_METHODS:
         raise ConfigError(f"unknown toy method {method!r}; use one of {TOY_METHODS}")
+    with torch_threads(1):
+        return _train_toy(method, data, seed, epochs, batch_size, quiet, auxinash_options)
+
+
+def _train_toy(
+    method: str,
+    data: ToyData,
+    seed: int,
+    epochs: int,
+    batch_size: int,
+    quiet: bool,
+    auxinash_options: dict | None,
+) -> ToyRun:
     torch.manual_seed(seed)
     model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([W_START]))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     shuffler = torch.Generator().manual_seed(seed)
     n = len(data.x_train)
@@ -116,9 +134,3 @@ def train_toy(
         run.main_test_mse = float(torch.mean((prediction - data.y_test[0]) ** 2))
     run.w = model.weight.detach().squeeze(0).tolist()
     return run
-
-
-def toy_experiment(seed: int, epochs: int = 1000, methods: tuple[str, ...] = TOY_METHODS, quiet: bool = True) -> dict:
-    """Train every method on the same data; the result maps method name → `ToyRun`."""
-    data = toy_data(seed)
-    return {m: train_toy(m, data, seed, epochs=epochs, quiet=quiet) for m in methods}
