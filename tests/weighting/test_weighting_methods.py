@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from taskrel.data import load_school
-from taskrel.errors import ConfigError, NonFiniteError, ShapeError
+from taskrel.errors import ConfigError, NonFiniteError, ShapeError, SolverError
 from taskrel.models import mlp_model
 from taskrel.train import Trainer
 from taskrel.train.config import TrainConfig
@@ -17,6 +17,7 @@ from taskrel.weighting import (
     AuxiNash,
     LinearScalarisation,
     NashMTL,
+    NearStationaryWarning,
     PCGrad,
     make_method,
     solve_bargaining,
@@ -235,3 +236,23 @@ def test_trainer_accepts_a_weighting_method_on_real_data():
     assert method.step == result.steps == 40
     assert np.isfinite(list(result.test_loss.values())).all()
     np.testing.assert_allclose(method.preferences, [1.5, 0.75, 0.75])
+
+
+def test_pareto_stationary_step_is_regularised_warned_and_counted():
+    # Three tasks pulling a shared 2-D map towards optima around the origin: at w = 0 a positive
+    # combination of their gradients vanishes exactly.
+    model = torch.nn.Linear(2, 1, bias=False).double()
+    torch.nn.init.zeros_(model.weight)
+    x = torch.eye(2, dtype=torch.float64)
+    optima = torch.tensor([[1.0, 0.0], [-1.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
+    losses = [torch.mean((model(x).squeeze(-1) - x @ u) ** 2) for u in optima]
+    method = NashMTL(TASKS)
+    with pytest.warns(NearStationaryWarning):
+        method.backward(losses, list(model.parameters()))
+    assert method.regularised_steps == 1
+    assert method.solution.ridge > 0
+    assert torch.isfinite(model.weight.grad).all()
+    with pytest.raises(SolverError, match="Pareto-stationary"):
+        NashMTL(TASKS, on_near_stationary="raise").backward(
+            [torch.mean((model(x).squeeze(-1) - x @ u) ** 2) for u in optima], list(model.parameters())
+        )

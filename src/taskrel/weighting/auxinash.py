@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from taskrel.errors import ConfigError, ShapeError
+from taskrel.weighting.bargaining import positive_vector
 from taskrel.weighting.hypergradient import preference_hypergradient
 from taskrel.weighting.methods import NashMTL
 
@@ -74,11 +75,9 @@ class AuxiNash(NashMTL):
             )
         if not (neumann_scale > 0 and neumann_terms >= 0):
             raise ConfigError(f"Neumann series needs scale > 0 and terms ≥ 0, got {neumann_scale} and {neumann_terms}")
-        initial = np.ones(self.n_tasks) if preferences is None else np.asarray(preferences, dtype=np.float64)
-        if initial.shape != (self.n_tasks,):
-            raise ShapeError(f"preferences must have {self.n_tasks} entries, got shape {initial.shape}")
-        if not np.isfinite(initial).all() or not (initial > 0).all():
-            raise ConfigError(f"preferences must be finite and positive, got {initial.tolist()}")
+        initial = (
+            np.ones(self.n_tasks) if preferences is None else positive_vector(preferences, self.n_tasks, "preferences")
+        )
         self.meta_loss = meta_loss
         self.hypergrad_every = int(hypergrad_every)
         self.meta_max_norm = meta_max_norm

@@ -80,8 +80,8 @@ def solve_bargaining(
         raise ConfigError(f"on_near_stationary must be one of {NEAR_STATIONARY_ACTIONS}, got {on_near_stationary!r}")
     g = _checked_gram(gram, names)
     k = len(g)
-    p = _checked_preferences(preferences, k)
-    start = _checked_init(init, k)
+    p = np.ones(k) if preferences is None else positive_vector(preferences, k, "preferences")
+    start = positive_vector(init, k, "initial weights")
     alpha, iterations, amplification = _newton(g, p, start, tol, max_iter, max_amplification)
     ridge = 0.0
     if amplification > max_amplification:
@@ -215,23 +215,13 @@ def _checked_gram(gram: np.ndarray, names: list[str] | None) -> np.ndarray:
     return g
 
 
-def _checked_preferences(preferences: np.ndarray | None, k: int) -> np.ndarray:
-    if preferences is None:
-        return np.ones(k)
-    p = np.asarray(preferences, dtype=np.float64)
-    if p.shape != (k,):
-        raise ShapeError(f"preferences must have shape ({k},), got {p.shape}")
-    if not np.isfinite(p).all() or not (p > 0).all():
-        raise ConfigError(f"preferences must be finite and positive, got {p.tolist()}")
-    return p
-
-
-def _checked_init(init: np.ndarray | None, k: int) -> np.ndarray | None:
-    if init is None:
+def positive_vector(values: np.ndarray | None, k: int, what: str) -> np.ndarray | None:
+    """`values` as a float64 vector of K finite positive numbers (None passes through)."""
+    if values is None:
         return None
-    a = np.asarray(init, dtype=np.float64)
-    if a.shape != (k,):
-        raise ShapeError(f"initial weights must have shape ({k},), got {a.shape}")
-    if not np.isfinite(a).all() or not (a > 0).all():
-        raise ConfigError(f"initial weights must be finite and positive, got {a.tolist()}")
-    return a
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape != (k,):
+        raise ShapeError(f"{what} must have shape ({k},), got {v.shape}")
+    if not np.isfinite(v).all() or not (v > 0).all():
+        raise ConfigError(f"{what} must be finite and positive, got {v.tolist()}")
+    return v

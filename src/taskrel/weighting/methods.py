@@ -185,6 +185,7 @@ class NashMTL(WeightingMethod):
         self.max_amplification = max_amplification
         self.on_near_stationary = on_near_stationary
         self.solution: BargainingSolution | None = None
+        self.regularised_steps = 0  # solves that hit near Pareto-stationarity (warned once by Python)
 
     def bargaining_preferences(self) -> np.ndarray | None:
         """The preferences p of the bargaining game (None: symmetric)."""
@@ -199,7 +200,15 @@ class NashMTL(WeightingMethod):
             on_near_stationary=self.on_near_stationary,
             names=list(self.tasks),
         )
+        self.regularised_steps += self.solution.ridge > 0
         return self.solution.alpha
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "regularised_steps": self.regularised_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.regularised_steps = int(state["regularised_steps"])
 
 
 class GCS(WeightingMethod):
