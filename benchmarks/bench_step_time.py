@@ -3,7 +3,7 @@
 Two models: the Multi-MNIST LeNet (2 tasks, batch 128 of real two-digit images) and the Chemical MLP
 (180→32→16, 10 tasks, 264 real rows per task). One step = forward, the method's backward, Adam step.
 AuxiNash with learned preferences includes its meta step every 25 steps (amortised in the median
-over a window of 100 steps, and reported separately). One torch thread; medians of repeated windows.
+over a window of 100 steps). One torch thread; medians of 7 windows, taken round-robin over methods.
 
 Run: TASKREL_DATA=../shared/external_data nice python benchmarks/bench_step_time.py
 """
@@ -26,7 +26,7 @@ from taskrel.train.trainer import torch_threads
 from taskrel.weighting import AuxiNash, LinearScalarisation, NashMTL, NearStationaryWarning
 
 WINDOW = 100
-REPEATS = 5
+REPEATS = 7
 
 
 def lenet_case():
@@ -83,9 +83,12 @@ def main() -> None:
                     t, meta_loss=lambda: f()[0]
                 ),
             }
-            for label, make in methods.items():
-                times = [window_seconds(model, shared, losses, make()) for _ in range(REPEATS)]
-                rows.append({"model": name, "method": label, "median_ms_per_step": 1e3 * float(np.median(times))})
+            times: dict[str, list[float]] = {label: [] for label in methods}
+            for _ in range(REPEATS):  # round-robin, so a change in machine load hits every method alike
+                for label, make in methods.items():
+                    times[label].append(window_seconds(model, shared, losses, make()))
+            for label, seconds in times.items():
+                rows.append({"model": name, "method": label, "median_ms_per_step": 1e3 * float(np.median(seconds))})
                 print(f"{name:26s} {label:42s} {rows[-1]['median_ms_per_step']:8.2f} ms/step", flush=True)
     for row in rows:
         base = next(r for r in rows if r["model"] == row["model"] and r["method"] == "linear scalarisation")
