@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/taskrel affinity --dataset chemical --method etap --out demo-out
+	$(BIN)/taskrel pipeline --dataset chemical --train-groups 10 --max-groups 3 --seeds 2 --workers 2 --out demo-out
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

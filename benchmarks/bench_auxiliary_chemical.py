@@ -23,13 +23,14 @@ import warnings
 import numpy as np
 import torch
 
-from results_io import write_result
 from taskrel.data import CHEMICAL_TASKS, load_chemical
 from taskrel.models import loss_function, mlp_model
 from taskrel.train import Trainer
 from taskrel.train.callbacks import Callback
 from taskrel.train.config import TrainConfig
 from taskrel.weighting import AuxiNash, LinearScalarisation, NashMTL, NearStationaryWarning
+
+from common import write_result
 
 METHODS = ("stl", "ls", "nash_mtl", "auxinash")
 

@@ -18,10 +18,11 @@ import warnings
 
 import numpy as np
 
-from results_io import write_result
 from taskrel.weighting import NearStationaryWarning
 from taskrel.weighting.cli import TOY_META_LR
 from taskrel.weighting.toy import TASKS, toy_data, train_toy
+
+from common import write_result
 
 VARIANTS = {
     "stl": ("stl", None),

@@ -25,8 +25,9 @@ import warnings
 import cvxpy as cp
 import numpy as np
 
-from results_io import write_result
 from taskrel.weighting import NearStationaryWarning, relative_residual, solve_bargaining
+
+from common import write_result
 
 CCP_ROUNDS = 20
 
@@ -178,7 +179,7 @@ def main() -> None:
             "max_newton_residual": float(max(r["newton_residual"] for r in group)),
             "max_newton_residual_on_solved_gram": float(max(r["newton_residual_on_solved_gram"] for r in group)),
             "max_newton_unregularised_residual": float(max(r["newton_unregularised_residual"] for r in group)),
-            "newton_regularised": sum(r["newton_ridge"] > 0 for r in group),
+            "newton_regularised": int(sum(r["newton_ridge"] > 0 for r in group)),
             "max_ccp_residual": float(max(r["ccp_residual"] for r in group)),
             "ccp_converged": len(converged),
             "max_alpha_rel_diff_where_ccp_converged": (

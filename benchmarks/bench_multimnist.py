@@ -22,9 +22,10 @@ import torch
 from torch.nn import functional as F
 
 from multimnist import TASKS, LeNet, multimnist
-from results_io import write_result
 from taskrel.train.trainer import torch_threads
 from taskrel.weighting import AuxiNash, LinearScalarisation, NashMTL, NearStationaryWarning
+
+from common import write_result
 
 SWEEP = (0.05, 0.2, 0.8, 0.95)
 

@@ -19,11 +19,12 @@ import torch
 from torch.nn import functional as F
 
 from multimnist import LeNet, multimnist
-from results_io import write_result
 from taskrel.data import load_chemical
 from taskrel.models import chemical_model
 from taskrel.train.trainer import torch_threads
 from taskrel.weighting import AuxiNash, LinearScalarisation, NashMTL, NearStationaryWarning
+
+from common import write_result
 
 WINDOW = 100
 REPEATS = 7

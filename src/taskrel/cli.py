@@ -19,7 +19,10 @@ from taskrel.errors import TaskrelError
 COMMAND_MODULES = (
     "taskrel.train.cli",
     "taskrel.affinity.cli",
+    "taskrel.select.cli",
+    "taskrel.predict.cli",
     "taskrel.weighting.cli",
+    "taskrel.pipeline",
 )
 
 

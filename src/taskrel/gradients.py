@@ -6,17 +6,19 @@ backward passes, and one batched backward (`is_grads_batched`), chosen by size (
 wins on small models on CPU, the loop on large ones). Affinity collectors and weighting methods
 all take their gradients from here.
 
-`separable_task_gradients` is the fast path for multi-input models, where task k's loss depends
-only on its own rows: it vectorises one backward per task sub-batch with `torch.func.vmap`, so
-all K gradients cost about one ordinary backward pass. It returns the head gradients too.
+`backward_with_task_gradients` is the fast path for multi-input models, where task k's loss
+depends only on its own rows: one ordinary backward of the summed loss also yields every task's
+gradients (see its docstring), so measuring them during training costs little extra.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from taskrel.errors import ConfigError, ModelError, NonFiniteError
@@ -30,11 +32,13 @@ def _task_label(names: Sequence[str] | None, k: int) -> str:
     return repr(names[k]) if names is not None else f"#{k}"
 
 
-def check_finite_losses(losses: Sequence[torch.Tensor], names: Sequence[str] | None = None) -> None:
+def check_finite_losses(losses: Sequence[torch.Tensor] | torch.Tensor, names: Sequence[str] | None = None) -> None:
     """Raise `NonFiniteError` naming the first task whose loss is NaN or infinite."""
-    for k, loss in enumerate(losses):
-        if not torch.isfinite(loss).all():
-            raise NonFiniteError(f"loss of task {_task_label(names, k)} is {loss.item()}")
+    values = torch.stack([loss.detach().reshape(()) for loss in losses]) if not torch.is_tensor(losses) else losses
+    finite = torch.isfinite(values.detach())
+    if not finite.all():
+        k = int((~finite).nonzero()[0, 0])
+        raise NonFiniteError(f"loss of task {_task_label(names, k)} is {values[k].item()}")
 
 
 def check_finite_rows(grads: torch.Tensor, names: Sequence[str] | None = None, what: str = "gradient") -> None:
@@ -133,18 +137,109 @@ class TaskGradients:
     heads: list[list[torch.Tensor]]
 
 
-def separable_task_gradients(
+#: Modules a trunk may consist of for the hook path: linear layers and row-wise, parameter-free maps.
+ROWWISE = (nn.Linear, nn.Sequential, nn.Identity, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid)
+
+
+def backward_with_task_gradients(
     model: torch.nn.Module,
     tasks: Sequence[str],
     inputs: torch.Tensor,
     targets: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: Callable[..., torch.Tensor],
 ) -> TaskGradients:
-    """Per-task gradients for a `MultiTaskModel` whose tasks each have their own sub-batch.
+    """Back-propagate the summed loss and also return every task's own gradients.
 
-    `inputs` is (K, B, d) and `targets` (K, B): row block k belongs to ``tasks[k]``. All heads
-    must share one architecture. Results equal `task_gradients` on the same losses.
+    For a `MultiTaskModel` whose tasks each have their own sub-batch: `inputs` (K, B, d) and
+    `targets` (K, B), block k belonging to ``tasks[k]``. Afterwards `.grad` of every parameter holds
+    the gradient of Σ_k L_k (as ``losses.sum().backward()`` would, up to rounding). Task k's loss
+    depends only on its own rows, so its gradients are recovered without K backward passes:
+
+    * trunks of `nn.Linear` layers and row-wise activations: one backward pass to every layer's
+      output gives δ; task k's weight gradient is δ_kᵀ a_k over its rows, and their sum is the
+      update's gradient (cost ≈ one ordinary backward);
+    * any other trunk: one vectorised backward per sub-batch with `torch.func.vmap`.
     """
+    leaves = _linear_plan(model.trunk)
+    if leaves is not None and _trainable_linear_only(model.trunk):
+        return _linear_trunk_backward(model, leaves, tasks, inputs, targets, loss_fn)
+    result = _vmap_task_gradients(model, tasks, inputs, targets, loss_fn)
+    set_gradients(list(model.shared_parameters()), result.shared.sum(dim=0))
+    for task, grads in zip(tasks, result.heads, strict=True):
+        for p, g in zip(model.task_parameters(task), grads, strict=True):
+            p.grad = g.clone()
+    return result
+
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _linear_plan(trunk: nn.Module) -> list[nn.Module] | None:
+    """The trunk's leaf modules in execution order if it is a row-wise linear stack, else None (cached)."""
+    modules = tuple(trunk.modules())
+    cached = _PLANS.get(trunk)
+    if cached is None or cached[0] != modules:
+        leaves = [m for m in modules if not isinstance(m, nn.Sequential)]
+        usable = all(isinstance(m, ROWWISE) for m in modules) and any(isinstance(m, nn.Linear) for m in leaves)
+        cached = (modules, leaves if usable else None)
+        _PLANS[trunk] = cached
+    return cached[1]
+
+
+def _linear_trunk_backward(model, leaves, tasks, inputs, targets, loss_fn) -> TaskGradients:
+    """Forward with the trunk weights held constant, back-propagate only to each layer's output, and
+    form the weight gradients per task (δ_kᵀ a_k) and their sum ourselves: no work is done twice."""
+    k, b = inputs.shape[:2]
+    h = inputs.reshape(k * b, *inputs.shape[2:])
+    linear_inputs, linear_outputs = [], []
+    for module in leaves:
+        if isinstance(module, nn.Linear):
+            linear_inputs.append(h.detach())
+            bias = None if module.bias is None else module.bias.detach()
+            h = torch.nn.functional.linear(h, module.weight.detach(), bias)
+            if not h.requires_grad:  # first layer: its output is where back-propagation stops
+                h.requires_grad_()
+            linear_outputs.append(h)
+        else:
+            h = module(h)
+    features = h.reshape(k, b, -1)
+    head_params = [model.task_parameters(t) for t in tasks]
+    outputs = model.heads_forward(features, tasks)
+    losses = loss_fn(outputs, targets, reduction="none").mean(dim=1)
+    check_finite_losses(losses, tasks)
+    flat_heads = [p for params in head_params for p in params]
+    grads = torch.autograd.grad(losses.sum(), [*linear_outputs, *flat_heads], allow_unused=True)
+    deltas, head_grads = grads[: len(linear_outputs)], grads[len(linear_outputs) :]
+    pieces = []
+    for module, a, delta in zip((m for m in leaves if isinstance(m, nn.Linear)), linear_inputs, deltas, strict=True):
+        delta = delta.reshape(k, b, -1)
+        weight = torch.bmm(delta.transpose(1, 2), a.reshape(k, b, -1))
+        pieces.append(weight.reshape(k, -1))
+        module.weight.grad = weight.sum(dim=0)
+        if module.bias is not None:
+            bias = delta.sum(dim=1)
+            pieces.append(bias)
+            module.bias.grad = bias.sum(dim=0)
+    shared = torch.cat(pieces, dim=1)
+    check_finite_rows(shared, tasks)
+    heads, position = [], 0
+    for params in head_params:
+        chunk = head_grads[position : position + len(params)]
+        position += len(params)
+        for p, g in zip(params, chunk, strict=True):
+            p.grad = g if g is not None else torch.zeros_like(p)
+        heads.append([p.grad for p in params])
+    return TaskGradients(losses.detach(), shared, heads)
+
+
+def _trainable_linear_only(trunk: nn.Module) -> bool:
+    """Every linear layer's weight (and bias) trains: the hook-free path writes their gradients."""
+    return all(
+        p.requires_grad for m in trunk.modules() if isinstance(m, nn.Linear) for p in m.parameters(recurse=False)
+    )
+
+
+def _vmap_task_gradients(model, tasks, inputs, targets, loss_fn) -> TaskGradients:
     heads = [model.head(t) for t in tasks]
     shared = {n: p.detach() for n, p in model.trunk.named_parameters()}
     if not shared:
@@ -152,7 +247,7 @@ def separable_task_gradients(
     try:
         head_params, head_buffers = stack_module_state(heads)
     except RuntimeError as exc:
-        raise ModelError(f"heads of {list(tasks)} differ in architecture; use task_gradients ({exc})") from exc
+        raise ModelError(f"heads of {list(tasks)} differ in architecture ({exc})") from exc
     template = heads[0]
 
     def task_loss(shared_p, head_p, head_b, x, y):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from taskrel.affinity import COLLECTORS
+from taskrel.affinity.collector import WEIGHTINGS
 from taskrel.affinity.transfer_gain import REFERENCES
 from taskrel.data import LOADERS, load_dataset
 from taskrel.errors import ConfigError
@@ -38,9 +39,12 @@ def measure_affinity(
     every: int = 1,
     seed: int = 0,
     config: TrainConfig | None = None,
+    weighting: str = "steps",
     **options,
 ):
     """Train all tasks of `dataset` once with the collector; returns (matrix or None, TrainResult).
+
+    `weighting` aggregates the collected steps (see `taskrel.affinity.collector`).
 
     With `epochs`, exactly that many epochs are trained (no early stopping), as for overhead
     measurements; otherwise the configuration's early stopping decides.
@@ -55,7 +59,7 @@ def measure_affinity(
     collector = make_collector(method, every, **options)
     trainer = Trainer(dataset, dataset.task_names, config, seed=seed, callbacks=[collector] if collector else [])
     result = trainer.fit()
-    return (collector.matrix() if collector else None), result
+    return (collector.matrix(weighting) if collector else None), result
 
 
 def _affinity(args: argparse.Namespace) -> int:
@@ -107,6 +111,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--momentum", action="store_true", help="ETAP: include the momentum term")
     parser.add_argument("--no-normalize", action="store_true", help="ETAP: do not divide by the target's loss")
     parser.add_argument("--reference", choices=REFERENCES, default="doubled", help="PTG reference step")
+    parser.add_argument(
+        "--weighting",
+        choices=WEIGHTINGS,
+        default="steps",
+        help="aggregate steps uniformly (ETAP eq. 6) or by the targets' validation improvement",
+    )
     parser.add_argument("--out", required=True, help="output folder for affinity.csv and affinity.png")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=_affinity)

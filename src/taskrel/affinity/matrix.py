@@ -60,6 +60,18 @@ class AffinityMatrix:
             return 0.0
         return float(self.values[sources, self._index[target]].mean())
 
+    @classmethod
+    def mean(cls, matrices: Sequence[AffinityMatrix]) -> AffinityMatrix:
+        """Entry-wise mean of matrices over the same tasks (e.g. several seeds); steps and seconds add up."""
+        if not matrices:
+            raise DataError("no affinity matrices to average")
+        tasks = matrices[0].tasks
+        for m in matrices[1:]:
+            if m.tasks != tasks:
+                raise DataError(f"cannot average matrices over different tasks: {tasks} vs {m.tasks}")
+        values = np.mean([m.values for m in matrices], axis=0)
+        return cls(values, tasks, matrices[0].method, sum(m.steps for m in matrices), sum(m.seconds for m in matrices))
+
     def subset(self, tasks: Sequence[str]) -> AffinityMatrix:
         check_tasks(tasks, self.tasks, "affinity matrix")
         idx = [self._index[t] for t in tasks]

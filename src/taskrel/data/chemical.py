@@ -47,7 +47,7 @@ def _checked(task: str, which: str, data_dir: str | os.PathLike | None) -> tuple
         raise DataError(f"{name}: row {row} does not encode exactly one amino acid per position")
     if not np.isin(y, (0, 1)).all():
         row = int(np.argwhere(~np.isin(y, (0, 1)))[0, 0])
-        raise DataError(f"{FOLDER}{task}_y_{which}.npy: row {row} has label {y[row]!r}, expected 0 or 1")
+        raise DataError(f"{FOLDER}{task}_y_{which}.npy: row {row} has label {y[row].item()!r}, expected 0 or 1")
     return x.astype(np.float32), y.astype(np.float32)
 
 

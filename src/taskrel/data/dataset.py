@@ -121,7 +121,7 @@ def _check_split(ds: MultiTaskDataset, task: str, which: str, split: Split, dims
         raise NonFiniteError(f"{where}: non-finite target in row {row}")
     if ds.kind == "binary" and not np.isin(y, (0.0, 1.0)).all():
         row = int(np.argwhere(~np.isin(y, (0.0, 1.0)))[0, 0])
-        raise DataError(f"{where}: binary target must be 0 or 1, row {row} has {y[row]!r}")
+        raise DataError(f"{where}: binary target must be 0 or 1, row {row} has {y[row].item()!r}")
 
 
 def split_rows(y: np.ndarray, fractions: Sequence[float], seed: int, stratify: bool) -> list[np.ndarray]:

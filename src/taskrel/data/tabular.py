@@ -82,7 +82,8 @@ def load_school(
         bad = ~frame[column].isin(codes)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{SCHOOL_FILE}: row {row + 2} has {column}={frame[column].iloc[row]!r}, allowed {codes}")
+            value = frame[column].iloc[row].item()
+            raise DataError(f"{SCHOOL_FILE}: row {row + 2} has {column}={value!r}, allowed {codes}")
     parts = [frame[list(SCHOOL_NUMERIC)].to_numpy(float)]
     for column, codes in SCHOOL_CATEGORICAL.items():
         parts.append((frame[column].to_numpy()[:, None] == np.asarray(codes)[None, :]).astype(float))

@@ -53,6 +53,10 @@ class MultiTaskModel(nn.Module):
         """
         k, b = inputs.shape[:2]
         features = self.trunk(inputs.reshape(k * b, *inputs.shape[2:])).reshape(k, b, -1)
+        return self.heads_forward(features, tasks)
+
+    def heads_forward(self, features: torch.Tensor, tasks: Sequence[str]) -> torch.Tensor:
+        """Head outputs (K, B) for stacked trunk features (K, B, H), block k through ``tasks[k]``'s head."""
         heads = [self.head(t) for t in tasks]
         if all(isinstance(h, nn.Linear) and h.out_features == 1 and h.bias is not None for h in heads):
             weight = torch.stack([h.weight for h in heads])  # (K, 1, H)

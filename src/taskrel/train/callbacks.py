@@ -49,9 +49,7 @@ class StepContext:
         self.epoch = epoch
         self._task_gradients = task_gradients
         self._head_gradients = [list(g) for g in head_gradients] if head_gradients is not None else None
-        values = torch.stack([loss.detach().reshape(()) for loss in self.losses])
-        if not torch.isfinite(values).all():
-            engine.check_finite_losses(self.losses, self.tasks)
+        engine.check_finite_losses(self.losses, self.tasks)
 
     @property
     def loss_values(self) -> torch.Tensor:
@@ -72,7 +70,7 @@ class StepContext:
             if self.task_parameters is None:
                 raise ModelError("head gradients need task_parameters= in the StepContext")
             self._head_gradients = [
-                list(torch.autograd.grad(loss, params, retain_graph=True))
+                list(torch.autograd.grad(loss, params, retain_graph=True)) if params else []
                 for loss, params in zip(self.losses, self.task_parameters, strict=True)
             ]
         return self._head_gradients

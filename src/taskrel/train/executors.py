@@ -41,21 +41,11 @@ class LocalExecutor:
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
     def imap_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
-        pending: set[Future] = set()
-        source = iter(jobs)
-        exhausted = False
-        while True:
-            while not exhausted and len(pending) < 2 * self.workers:
-                job = next(source, None)
-                if job is None:
-                    exhausted = True
-                else:
-                    pending.add(self._pool.submit(fn, job))
-            if not pending:
-                return
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
+        def next_done(pending: list[Future]) -> tuple[list[Any], list[Future]]:
+            done, rest = wait(pending, return_when=FIRST_COMPLETED)
+            return [future.result() for future in done], list(rest)
+
+        return _bounded(lambda job: self._pool.submit(fn, job), next_done, jobs, 2 * self.workers)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -90,25 +80,39 @@ class RayExecutor:
 
     def imap_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
         remote = self._ray.remote(num_cpus=1)(fn)
-        pending: list = []
-        source = iter(jobs)
-        exhausted = False
-        while True:
-            while not exhausted and len(pending) < 2 * self.workers:
-                job = next(source, None)
-                if job is None:
-                    exhausted = True
-                else:
-                    pending.append(remote.remote(job))
-            if not pending:
-                return
-            done, pending = self._ray.wait(pending, num_returns=1)
-            for ref in done:
-                yield self._ray.get(ref)
+
+        def next_done(pending: list) -> tuple[list[Any], list]:
+            done, rest = self._ray.wait(pending, num_returns=1)
+            return [self._ray.get(ref) for ref in done], rest
+
+        return _bounded(remote.remote, next_done, jobs, 2 * self.workers)
 
     def close(self) -> None:
         if self._started:
             self._ray.shutdown()
+
+
+def _bounded(
+    submit: Callable[[Any], Any],
+    next_done: Callable[[list], tuple[list[Any], list]],
+    jobs: Iterable[Any],
+    in_flight: int,
+) -> Iterator[Any]:
+    """Keep at most `in_flight` submitted jobs, pulling `jobs` lazily; yield results as they finish."""
+    pending: list = []
+    source = iter(jobs)
+    exhausted = False
+    while True:
+        while not exhausted and len(pending) < in_flight:
+            job = next(source, None)
+            if job is None:
+                exhausted = True
+            else:
+                pending.append(submit(job))
+        if not pending:
+            return
+        results, pending = next_done(pending)
+        yield from results
 
 
 def make_executor(kind: str = "local", workers: int = 1, address: str | None = None):

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from taskrel.data import load_dataset
 from taskrel.data.dataset import MultiTaskDataset
 from taskrel.errors import ConfigError, DataError
-from taskrel.groups import Group, all_groups, group_name, parse_group
+from taskrel.groups import Group, all_groups, group_name, make_group, parse_group
 from taskrel.train.config import TrainConfig
 from taskrel.train.executors import make_executor
 from taskrel.train.store import RunKey, RunRecord, RunStore
@@ -198,7 +198,7 @@ def plan_runs(tasks: Sequence[str], groups: Iterable[Group], seeds: Sequence[int
 
 def run_sweep(
     dataset: str,
-    groups: Iterable[Group] | str,
+    groups: Iterable[Group | str] | str,
     seeds: int | Sequence[int],
     store: str | os.PathLike,
     *,
@@ -213,13 +213,16 @@ def run_sweep(
 ) -> SweepReport:
     """Train every (group, seed) not yet done in `store`; see the module docstring.
 
-    `seeds` is a count (seeds 0..S−1) or an explicit list. `groups` is a list of groups or a spec
-    for `sample_groups` (``random:N`` draws with `group_seed`).
+    `seeds` is a count (seeds 0..S−1) or an explicit list. `groups` is a list of groups (sets of
+    task names or canonical texts like ``"87|55"``) or a spec for `sample_groups` (``random:N``
+    draws with `group_seed`).
     """
     config = config or TrainConfig()
     tasks = load_dataset(dataset, data_dir).task_names
     if isinstance(groups, str):
         groups = sample_groups(tasks, groups, group_seed)
+    else:
+        groups = [parse_group(g, tasks) if isinstance(g, str) else make_group(g, tasks) for g in groups]
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("a sweep needs at least one seed")

@@ -19,7 +19,7 @@ import torch
 
 from taskrel import gradients as engine
 from taskrel.data.dataset import MultiTaskDataset
-from taskrel.errors import ConfigError
+from taskrel.errors import ConfigError, NonFiniteError
 from taskrel.groups import make_group, ordered, parse_group
 from taskrel.models import MultiTaskModel, loss_function, mlp_model
 from taskrel.train.batches import BatchPlan, upsample_rows
@@ -107,6 +107,13 @@ class Trainer:
         if missing:
             raise ConfigError(f"the model has no head for task(s) {missing}")
         self.loss_fn = loss_function(dataset.kind)
+        self._params = list(self.model.parameters())
+        self._shared = self.model.shared_parameters()
+        self._task_params = [self.model.task_parameters(t) for t in self.tasks]
+        # Collectors that read per-task gradients get them with the update's own backward pass.
+        self._fast_gradients = (
+            any(cb.needs_task_gradients for cb in self.callbacks) and weighting is None and len(self.tasks) > 1
+        )
         self.optimizer = torch.optim.SGD(
             self.model.parameters(), lr=self.config.lr, momentum=self.config.momentum, foreach=True
         )
@@ -148,52 +155,33 @@ class Trainer:
         return losses, metrics
 
     def _step(self, inputs: torch.Tensor, targets: torch.Tensor, step: int, epoch: int) -> torch.Tensor:
-        model, tasks = self.model, self.tasks
-        fast = any(cb.needs_task_gradients for cb in self.callbacks) and self.weighting is None and len(tasks) > 1
-        task_params = [model.task_parameters(t) for t in tasks]
-
-        def evaluate() -> torch.Tensor:
-            with torch.no_grad():
-                return self._losses(inputs, targets).to(torch.float64)
-
-        if fast:
-            tg = engine.separable_task_gradients(model, tasks, inputs, targets, self.loss_fn)
-            losses = tg.losses
-            ctx = StepContext(
-                tasks,
-                list(losses),
-                model.shared_parameters(),
-                self.optimizer,
-                evaluate,
-                task_parameters=task_params,
-                task_gradients=tg.shared,
-                head_gradients=tg.heads,
-                step=step,
-                epoch=epoch,
-            )
+        """One update on stacked sub-batches; returns the per-task losses (K,) before the update."""
+        gradients = None
+        for p in self._params:
+            p.grad = None
+        if self._fast_gradients:  # fills .grad with the summed-loss gradient, as the plain path below
+            gradients = engine.backward_with_task_gradients(self.model, self.tasks, inputs, targets, self.loss_fn)
+            losses = gradients.losses
         else:
             losses = self._losses(inputs, targets)
+        if self.callbacks:
+
+            def evaluate() -> torch.Tensor:
+                with torch.no_grad():
+                    return self._losses(inputs, targets).to(torch.float64)
+
             ctx = StepContext(
-                tasks,
-                list(losses),
-                model.shared_parameters(),
-                self.optimizer,
-                evaluate,
-                task_parameters=task_params,
-                step=step,
-                epoch=epoch,
-            )
-        for cb in self.callbacks:
-            cb.on_step(ctx)
-        self.optimizer.zero_grad(set_to_none=True)
+                self.tasks, list(losses), self._shared, self.optimizer, evaluate,
+                task_parameters=self._task_params,
+                task_gradients=None if gradients is None else gradients.shared,
+                head_gradients=None if gradients is None else gradients.heads,
+                step=step, epoch=epoch,
+            )  # fmt: skip
+            for cb in self.callbacks:
+                cb.on_step(ctx)
         if self.weighting is not None:
-            self.weighting.backward(list(losses), model.shared_parameters())
-        elif fast:
-            engine.set_gradients(model.shared_parameters(), ctx.task_gradients.sum(dim=0))
-            for params, grads in zip(task_params, ctx.head_gradients, strict=True):
-                for p, g in zip(params, grads, strict=True):
-                    p.grad = g.clone()
-        else:
+            self.weighting.backward(list(losses), self._shared)
+        elif gradients is None:
             losses.sum().backward()
         self.optimizer.step()
         return losses.detach()
@@ -216,9 +204,14 @@ class Trainer:
             sums, count = torch.zeros(len(self.tasks)), 0
             for rows in self.plan.epoch():
                 index = torch.from_numpy(self.offsets + np.stack(rows))  # (K, B) rows of train_x
-                sums += self._step(self.train_x[index], self.train_y[index], step, epoch)
+                flat = index.reshape(-1)
+                inputs = self.train_x.index_select(0, flat).view(*index.shape, -1)
+                sums += self._step(inputs, self.train_y.index_select(0, flat).view(index.shape), step, epoch)
                 count += 1
                 step += 1
+            if not torch.isfinite(sums).all():
+                k = int((~torch.isfinite(sums)).nonzero()[0, 0])
+                raise NonFiniteError(f"loss of task {self.tasks[k]!r} became {sums[k].item()} during epoch {epoch}")
             val_loss, _ = self.evaluate("val")
             logs = {
                 "epoch": epoch,

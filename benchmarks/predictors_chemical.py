@@ -1,0 +1,85 @@
+"""Gain prediction on Chemical (the ETAP paper's protocol, Tables 2–5 and 7–10) from our own data.
+
+Inputs: the measured ground truth ``results/chemical_gains.csv`` (see chemical_gains.py) and the
+affinity matrices of chemical_affinity.py (``results/chemical_affinity_<method>.csv``, seed means).
+Outputs ``results/predictors_chemical.json`` and two plots: correlation vs |G_train| with spread,
+and predicted vs measured gains of the test groups for one ETAP fit.
+
+    python benchmarks/predictors_chemical.py --repeats 10 --test-size 230
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from taskrel.affinity import AffinityMatrix
+from taskrel.data import CHEMICAL_TASKS
+from taskrel.gains import GainTable
+from taskrel.predict import PREDICTORS, EtapPredictor
+from taskrel.predict.evaluation import (
+    draw_training,
+    evaluate_predictors,
+    pairwise_correlation,
+    selection_benchmark,
+    split_groups,
+)
+from taskrel.report.plots import curves, scatter
+
+from common import RESULTS, write_result
+
+AFFINITIES = ("etap", "etap_momentum", "tag", "ptg")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--test-size", type=int, default=230)
+    parser.add_argument("--sizes", default="5,10,20,40")
+    parser.add_argument("--selection-repeats", type=int, default=6)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    table = GainTable.read_csv(RESULTS / "chemical_gains.csv", tasks=CHEMICAL_TASKS)
+    matrices = {m: AffinityMatrix.read_csv(RESULTS / f"chemical_affinity_{m}.csv", method=m) for m in AFFINITIES}
+    affinity = matrices["etap"]
+    pairwise = {m: pairwise_correlation(table, a) for m, a in matrices.items()}
+    result = evaluate_predictors(table, affinity, PREDICTORS, sizes, args.repeats, args.test_size, progress=False)
+    by_affinity = {
+        m: evaluate_predictors(table, matrices[m], {"etap": PREDICTORS["etap"]}, sizes, args.repeats,
+                               args.test_size, progress=False)["methods"]["etap"]
+        for m in AFFINITIES if m != "etap"
+    }  # fmt: skip
+    selection = selection_benchmark(table, affinity, PREDICTORS, train_size=10, repeats=args.selection_repeats,
+                                    test_size=args.test_size, progress=False)  # fmt: skip
+    series = {
+        name: ([result["methods"][name][str(s)]["pearson"] for s in sizes],
+               [result["methods"][name][str(s)]["pearson_std"] for s in sizes])
+        for name in result["methods"]
+    }  # fmt: skip
+    curves(sizes, series, RESULTS / "predictors_chemical.png", title="Chemical: gain prediction on 230 test groups",
+           xlabel="|G_train| (trained groups)", ylabel="Pearson r (mean ± sd over draws)")  # fmt: skip
+    pool, test = split_groups(table, args.test_size)
+    drawn = draw_training(pool, 10, np.random.default_rng([0, 10, 0]))
+    measured = table.mean()
+    train = measured[measured["group"].isin({"|".join(t for t in CHEMICAL_TASKS if t in g) for g in drawn})]
+    predicted = EtapPredictor().fit(affinity, train[["group", "task", "gain"]]).predict(test)
+    merged = predicted.merge(measured, on=["group", "task"], suffixes=("_pred", ""))
+    scatter(merged["gain_pred"], merged["gain"], RESULTS / "predictors_chemical_scatter.png",
+            title="ETAP, |G_train| = 10, test groups")  # fmt: skip
+    payload = {
+        "gains": "results/chemical_gains.csv (test gains, seed means)",
+        "affinity": "results/chemical_affinity_etap.csv",
+        "pairwise_affinity_vs_gain": pairwise,
+        **result,
+        "etap_with_other_affinities": by_affinity,
+        "selection": selection,
+    }
+    print(f"wrote {write_result('predictors_chemical', payload)}")
+    print("pairwise", {k: round(v, 3) for k, v in pairwise.items()})
+    for name, by_size in result["methods"].items():
+        print(f"{name:12s}", {s: (round(v["pearson"], 3), round(v["r2"], 3)) for s, v in by_size.items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""What every gain predictor shares: input checking and the (group, task) row layout.
+
+A predictor follows scikit-learn's conventions: constructor arguments are stored as given
+(`sklearn.base.clone` works), `fit(affinity, gains)` validates its inputs and learns, and
+`predict(groups)` returns one row per (group, member task) with the predicted gain
+(gain(G → t) = (L_STL(t) − L_G(t)) / L_STL(t), positive = the group helps t).
+`gains` is a `GainTable` (its seed means are used) or a frame with columns group, task, gain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from taskrel.affinity.matrix import AffinityMatrix
+from taskrel.errors import ConfigError, DataError, NonFiniteError
+from taskrel.gains import GainTable
+from taskrel.groups import Group, group_name, make_group, ordered, parse_group
+
+
+def gain_frame(gains: GainTable | pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
+    """Mean measured gain per (group, task) as a frame with a parsed `members` column."""
+    frame = gains.mean() if isinstance(gains, GainTable) else pd.DataFrame(gains)
+    missing = [c for c in ("group", "task", "gain") if c not in frame.columns]
+    if missing:
+        raise DataError(f"measured gains lack column(s) {missing}")
+    frame = frame.groupby(["group", "task"], sort=False, as_index=False)["gain"].mean()
+    values = frame["gain"].to_numpy(float)
+    if not np.isfinite(values).all():
+        row = int(np.argwhere(~np.isfinite(values))[0, 0])
+        raise NonFiniteError(
+            f"measured gain of task {frame['task'][row]!r} in group {frame['group'][row]!r} is not finite"
+        )
+    members = [parse_group(g, tasks, "measured gains") for g in frame["group"]]
+    for group, task in zip(members, frame["task"], strict=True):
+        if task not in group:
+            raise DataError(f"measured gain for task {task!r} in group {group_name(group, tasks)!r}: not a member")
+    frame["members"] = members
+    return frame
+
+
+def as_groups(groups: Iterable[Group | str], tasks: Sequence[str]) -> list[Group]:
+    return [parse_group(g, tasks) if isinstance(g, str) else make_group(g, tasks) for g in groups]
+
+
+def member_rows(groups: Sequence[Group], tasks: Sequence[str]) -> pd.DataFrame:
+    """One row per (group, member task), members in task order."""
+    rows = [(group_name(g, tasks), t, g) for g in groups for t in ordered(g, tasks)]
+    return pd.DataFrame(rows, columns=["group", "task", "members"])
+
+
+def membership(groups: Sequence[Group], tasks: Sequence[str]) -> np.ndarray:
+    """Multi-hot membership matrix (groups × tasks)."""
+    index = {t: i for i, t in enumerate(tasks)}
+    out = np.zeros((len(groups), len(tasks)))
+    for r, g in enumerate(groups):
+        out[r, [index[t] for t in g]] = 1.0
+    return out
+
+
+def group_affinity(affinity: AffinityMatrix, rows: pd.DataFrame) -> np.ndarray:
+    """ETAP's group feature z(G → t): mean affinity onto t from the other members (0 for singletons)."""
+    return np.array([affinity.incoming(g, t) for g, t in zip(rows["members"], rows["task"], strict=True)])
+
+
+class GainPredictor(BaseEstimator):
+    """Base class: subclasses implement `_fit(rows)` and `_predict(rows) -> gains` on member rows."""
+
+    needs_affinity = True
+
+    def fit(self, affinity: AffinityMatrix | None, gains: GainTable | pd.DataFrame) -> GainPredictor:
+        if self.needs_affinity and affinity is None:
+            raise ConfigError(f"{type(self).__name__} needs an affinity matrix")
+        tasks = list(affinity.tasks) if affinity is not None else _tasks_of(gains)
+        frame = gain_frame(gains, tasks)
+        train = frame[frame["members"].map(len) >= 2].reset_index(drop=True)
+        if train.empty:
+            raise DataError("no measured gains of groups with two or more tasks to learn from")
+        self.tasks_ = tuple(tasks)
+        self.affinity_ = affinity
+        self.n_groups_ = int(train["group"].nunique())
+        self._fit(train, frame)
+        return self
+
+    def predict(self, groups: Iterable[Group | str]) -> pd.DataFrame:
+        """Predicted gain per (group, member task); singletons are predicted 0 (STL itself)."""
+        if not hasattr(self, "tasks_"):
+            raise ConfigError(f"{type(self).__name__} is not fitted yet: call fit(affinity, gains) first")
+        rows = member_rows(as_groups(groups, self.tasks_), self.tasks_)
+        rows["gain"] = 0.0
+        multi = rows["members"].map(len) >= 2
+        if multi.any():
+            rows.loc[multi, "gain"] = self._predict(rows[multi].reset_index(drop=True))
+        return rows.drop(columns="members")
+
+    def _fit(self, train: pd.DataFrame, measured: pd.DataFrame) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _predict(self, rows: pd.DataFrame) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _tasks_of(gains: GainTable | pd.DataFrame) -> list[str]:
+    if isinstance(gains, GainTable):
+        return list(gains.tasks)
+    return list(dict.fromkeys(t for g in pd.DataFrame(gains)["group"] for t in str(g).split("|")))

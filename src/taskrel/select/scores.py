@@ -1,0 +1,140 @@
+"""Group scores from pairwise data, for every rule users know.
+
+The input is a square matrix ``S[source, target]`` over the tasks (row = source, column = target):
+the gain (or loss) of the target task when it is trained together with the source task; the
+diagonal holds a task's own entry. A group's score is the sum over its members ``k`` of a per-member
+value built from the column ``S[:, k]`` restricted to the group:
+
+- ``"ptg"`` (Principled Task Grouping): ``(1/|G|) Σ_{i∈G} S[i, k]``, the diagonal included;
+- ``"tag"`` (TAG, and ETAP's group feature): ``(1/(|G|−1)) Σ_{i∈G, i≠k} S[i, k]``; a singleton
+  scores 0 (single-task training: no gain over itself);
+- ``"hoa"`` (Standley's higher-order approximation): the same mean over the other members (for a
+  pair, the measured pair entry); a singleton scores its diagonal, the single-task measurement.
+
+Note that TAG's published matrices are stored ``[recipient][source]``: transpose them first
+(`taskrel.data.published` does).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from taskrel.errors import ConfigError, DataError, NonFiniteError, ShapeError
+from taskrel.groups import all_groups, check_tasks
+from taskrel.select.problem import Candidate, candidate_for_group
+
+Rule = Literal["ptg", "tag", "hoa"]
+RULES: tuple[str, ...] = ("ptg", "tag", "hoa")
+#: Largest task count for which every group is enumerated as a candidate (2^20 − 1 groups).
+MAX_ENUMERATED_TASKS = 20
+
+
+def check_rule(rule: str) -> None:
+    if rule not in RULES:
+        raise ConfigError(f"unknown pairwise rule {rule!r}; use one of {RULES}")
+
+
+def check_matrix(matrix: np.ndarray, tasks: Sequence[str], where: str = "matrix") -> np.ndarray:
+    """Return `matrix` as float64 after checking it is square over `tasks` and finite."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    n = len(tasks)
+    if matrix.shape != (n, n):
+        raise ShapeError(f"{where}: expected a {n}×{n} matrix S[source, target] over {n} tasks, got {matrix.shape}")
+    bad = np.argwhere(~np.isfinite(matrix))
+    if bad.size:
+        i, j = bad[0]
+        raise NonFiniteError(f"{where}: entry [{tasks[i]}, {tasks[j]}] (source, target) is {matrix[i, j]}")
+    if len(set(tasks)) != n:
+        raise DataError(f"{where}: task names {list(tasks)} repeat")
+    return matrix
+
+
+def member_values(matrix: np.ndarray, members: Sequence[int], rule: Rule) -> np.ndarray:
+    """Per-member values of the group ``members`` (indices into ``S[source, target]``)."""
+    sub = matrix[np.ix_(members, members)]
+    size = len(members)
+    if rule == "ptg":
+        return sub.sum(axis=0) / size
+    if size == 1:
+        return np.diag(sub).copy() if rule == "hoa" else np.zeros(1)
+    return (sub.sum(axis=0) - np.diag(sub)) / (size - 1)
+
+
+def group_values(matrix: np.ndarray, tasks: Sequence[str], group: Iterable[str], rule: Rule) -> dict[str, float]:
+    """Value of each member of `group` under `rule` (see the module docstring)."""
+    check_rule(rule)
+    group = list(group)
+    check_tasks(group, tasks, "group")
+    index = {t: i for i, t in enumerate(tasks)}
+    members = [t for t in tasks if t in set(group)]
+    values = member_values(np.asarray(matrix, dtype=np.float64), [index[t] for t in members], rule)
+    return dict(zip(members, values.tolist(), strict=True))
+
+
+def group_score(matrix: np.ndarray, tasks: Sequence[str], group: Iterable[str], rule: Rule) -> float:
+    """Sum of the member values of `group`."""
+    return float(sum(group_values(matrix, tasks, group, rule).values()))
+
+
+def pairwise_candidates(
+    matrix: np.ndarray, tasks: Sequence[str], rule: Rule, sizes: Iterable[int] | None = None
+) -> list[Candidate]:
+    """Every group (of the given sizes) as a candidate scored by `rule`; each costs 1 network."""
+    check_rule(rule)
+    tasks = list(tasks)
+    matrix = check_matrix(matrix, tasks)
+    if len(tasks) > MAX_ENUMERATED_TASKS:
+        raise ConfigError(
+            f"{len(tasks)} tasks have {2 ** len(tasks) - 1} groups, too many to enumerate (limit "
+            f"{MAX_ENUMERATED_TASKS} tasks); use the compact formulation taskrel.select.PairwiseProblem"
+        )
+    index = {t: i for i, t in enumerate(tasks)}
+    out = []
+    for group in all_groups(tasks, sizes):
+        members = [t for t in tasks if t in group]
+        values = member_values(matrix, [index[t] for t in members], rule)
+        out.append(candidate_for_group(group, dict(zip(members, values.tolist(), strict=True)), tasks))
+    return out
+
+
+def read_matrix_csv(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Read a square CSV matrix: header row and first column are task names, row = source, column = target.
+
+    This is the layout ``taskrel affinity`` writes. Malformed files raise `DataError` naming the
+    file and row.
+    """
+    try:
+        frame = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise DataError(f"{path}: cannot read as CSV ({exc})") from exc
+    columns = [str(c).strip() for c in frame.columns]
+    rows = [str(r).strip() for r in frame.index]
+    if rows != columns:
+        raise DataError(
+            f"{path}: the first column (sources) must list the header's tasks in the same order; "
+            f"header {columns}, first column {rows}"
+        )
+    matrix = np.empty((len(rows), len(columns)))
+    for r, (name, line) in enumerate(zip(rows, frame.itertuples(index=False), strict=True)):
+        for c, text in enumerate(line):
+            try:
+                matrix[r, c] = float(text)
+            except ValueError:
+                raise DataError(
+                    f"{path}: row {r + 2} (source {name}): {columns[c]} entry {text!r} is not a number"
+                ) from None
+            if not np.isfinite(matrix[r, c]):
+                raise NonFiniteError(f"{path}: row {r + 2} (source {name}): {columns[c]} entry is {text!r}")
+    return columns, check_matrix(matrix, columns, str(path))
+
+
+def write_matrix_csv(path: str | os.PathLike, tasks: Sequence[str], matrix: np.ndarray) -> None:
+    """Write ``S[source, target]`` in the layout `read_matrix_csv` reads."""
+    frame = pd.DataFrame(check_matrix(matrix, tasks), index=list(tasks), columns=list(tasks))
+    frame.index.name = "source"
+    frame.to_csv(path)

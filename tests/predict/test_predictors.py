@@ -1,0 +1,146 @@
+"""Gain predictors against closed forms and published reference estimates."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import Ridge
+
+from taskrel.affinity import AffinityMatrix
+from taskrel.data.location import data_file
+from taskrel.data.published import mtgnet_table, tag_matrix
+from taskrel.errors import ConfigError, DataError, NonFiniteError, UnknownTaskError
+from taskrel.groups import all_groups, group_name
+from taskrel.predict import EtapPredictor, HoaPredictor, SurrogatePredictor, TagPredictor
+from taskrel.predict.regression import group_folds, ridge_path
+
+TASKS = tuple(f"t{i}" for i in range(7))
+
+
+def synthetic(offsets=True, seed=0):
+    """Gains that are a non-linear function of the group affinity plus a per-task offset."""
+    rng = np.random.default_rng(seed)
+    affinity = AffinityMatrix(rng.normal(size=(7, 7)), TASKS)
+    offset = rng.normal(scale=0.05, size=7) if offsets else np.zeros(7)
+    rows = []
+    for g in all_groups(TASKS, range(2, 8)):
+        for t in sorted(g):
+            z = affinity.incoming(g, t)
+            rows.append((group_name(g, TASKS), t, 0.1 * np.tanh(2 * z) - 0.02 * z**2 + offset[TASKS.index(t)]))
+    return affinity, pd.DataFrame(rows, columns=["group", "task", "gain"])
+
+
+def correlation(model, affinity, frame, train_groups, test_groups):
+    model.fit(affinity, frame[frame.group.isin(train_groups)])
+    predicted = model.predict(test_groups).merge(frame, on=["group", "task"], suffixes=("_pred", ""))
+    return np.corrcoef(predicted.gain_pred, predicted.gain)[0, 1]
+
+
+def test_etap_recovers_a_nonlinear_map_and_task_offsets():
+    affinity, frame = synthetic()
+    groups = list(dict.fromkeys(frame.group))
+    rng = np.random.default_rng(1)
+    order = rng.permutation(len(groups))
+    train, test = [groups[i] for i in order[:30]], [groups[i] for i in order[30:]]
+    full = correlation(EtapPredictor(), affinity, frame, train, test)
+    stage1 = correlation(EtapPredictor(residual=False), affinity, frame, train, test)
+    assert full > 0.97 and full > stage1 + 0.05  # the residual stage captures the task offsets
+    _, no_offsets = synthetic(offsets=False)
+    assert correlation(EtapPredictor(residual=False), affinity, no_offsets, train, test) > 0.97
+
+
+def test_tag_prediction_is_the_mean_incoming_affinity():
+    affinity, frame = synthetic()
+    out = TagPredictor().fit(affinity, frame).predict(["t0|t3|t5", "t2"])
+    expected = [(affinity["t3", "t0"] + affinity["t5", "t0"]) / 2, (affinity["t0", "t3"] + affinity["t5", "t3"]) / 2,
+                (affinity["t0", "t5"] + affinity["t3", "t5"]) / 2, 0.0]  # fmt: skip
+    assert list(out.group) == ["t0|t3|t5"] * 3 + ["t2"] and np.allclose(out.gain, expected)
+
+
+def test_hoa_reproduces_mtgnet_published_estimates():
+    """MTG-Net's ETTm1_HOA.csv = mean of validation pair gains; ours from the validation table."""
+    tasks, masks, val = mtgnet_table("ettm1", "val")
+    _, _, published = mtgnet_table("ettm1", "hoa")
+    rows = [
+        (group_name([t for t, m in zip(tasks, mask, strict=True) if m], tasks), t, v)
+        for mask, gains in zip(masks, val, strict=True)
+        for t, v, m in zip(tasks, gains, mask, strict=True)
+        if m
+    ]
+    frame = pd.DataFrame(rows, columns=["group", "task", "gain"])
+    model = HoaPredictor().fit(None, frame)
+    groups = [group_name([t for t, m in zip(tasks, mask, strict=True) if m], tasks) for mask in masks]
+    predicted = model.predict(groups).set_index(["group", "task"]).gain
+    for group, mask, row in zip(groups, masks, published, strict=True):
+        for t, value, m in zip(tasks, row, mask, strict=True):
+            if m and "|" in group:
+                assert predicted[(group, t)] == pytest.approx(value, abs=1e-4)
+
+
+def test_tag_predictor_reproduces_mtgnet_tag_hoa_on_taskonomy():
+    _, matrix = tag_matrix("taskonomy", "affinity")  # S[source, target], TAG's loss order
+    names = ("segmentation", "depth", "normals", "keypoints", "edges")
+    affinity = AffinityMatrix(matrix, names)
+    mtg_tasks, masks, _ = mtgnet_table("taskonomy", "hoa")
+    tag_hoa = np.loadtxt(data_file("mtgnet_song2022/taskonomy/taskonomy_TAGHOA.csv"))
+    model = TagPredictor().fit(affinity, pd.DataFrame({"group": ["depth|normals"], "task": ["depth"], "gain": [0.0]}))
+    for mask, row in zip(masks, tag_hoa, strict=True):
+        members = [t for t, m in zip(mtg_tasks, mask, strict=True) if m]
+        if len(members) < 2:
+            continue
+        out = model.predict([frozenset(members)]).set_index("task").gain
+        for t, value, m in zip(mtg_tasks, row, mask, strict=True):
+            if m:
+                assert out[t] == pytest.approx(value, abs=1e-4)
+
+
+def test_surrogate_recovers_an_additive_model_exactly():
+    rng = np.random.default_rng(3)
+    weights = rng.normal(size=(7, 7))
+    rows = [(group_name(g, TASKS), t, 0.2 + sum(weights[TASKS.index(t), TASKS.index(u)] for u in g if u != t))
+            for g in all_groups(TASKS, range(2, 8)) for t in sorted(g)]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["group", "task", "gain"])
+    model = SurrogatePredictor().fit(None, frame)
+    predicted = model.predict(list(dict.fromkeys(frame.group))).merge(frame, on=["group", "task"])
+    assert np.allclose(predicted.gain_x, predicted.gain_y, atol=1e-3)
+
+
+def test_ridge_path_matches_sklearn_and_folds_keep_groups_whole():
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(30, 4)), rng.normal(size=30)
+    coef, intercept = ridge_path(x, y, [0.01, 1.0, 30.0])
+    for k, alpha in enumerate([0.01, 1.0, 30.0]):
+        reference = Ridge(alpha=alpha).fit(x, y)
+        assert np.allclose(coef[k], reference.coef_) and intercept[k] == pytest.approx(reference.intercept_)
+    groups = np.repeat(np.arange(6), 5)
+    for train, test in group_folds(groups):
+        assert not set(groups[train]) & set(groups[test])
+
+
+def test_constructor_parameters_and_clone():
+    model = EtapPredictor(mapping="affine", residual=False)
+    assert model.get_params() == {"mapping": "affine", "residual": False, "max_splits": 5}
+    copy = clone(model)
+    assert copy.get_params() == model.get_params() and not hasattr(copy, "tasks_")
+
+
+def test_bad_inputs():
+    affinity, frame = synthetic()
+    with pytest.raises(ConfigError, match="not fitted"):
+        EtapPredictor().predict(["t0|t1"])
+    with pytest.raises(ConfigError, match="needs an affinity"):
+        EtapPredictor().fit(None, frame)
+    with pytest.raises(ConfigError, match="mapping"):
+        EtapPredictor(mapping="cubic").fit(affinity, frame)
+    bad = frame.copy()
+    bad.loc[3, "gain"] = np.nan
+    with pytest.raises(NonFiniteError, match="not finite"):
+        EtapPredictor().fit(affinity, bad)
+    with pytest.raises(UnknownTaskError, match="'t9'"):
+        EtapPredictor().fit(affinity, pd.DataFrame({"group": ["t0|t9"], "task": ["t0"], "gain": [0.1]}))
+    with pytest.raises(DataError, match="not a member"):
+        EtapPredictor().fit(affinity, pd.DataFrame({"group": ["t0|t1"], "task": ["t2"], "gain": [0.1]}))
+    with pytest.raises(DataError, match="two or more tasks"):
+        EtapPredictor().fit(affinity, pd.DataFrame({"group": ["t0"], "task": ["t0"], "gain": [0.0]}))
+    with pytest.raises(DataError, match="pair 't0|t1'".replace("|", r"\|")):
+        HoaPredictor().fit(None, frame[frame.group == "t0|t1|t2"]).predict(["t0|t1"])

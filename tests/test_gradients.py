@@ -1,0 +1,102 @@
+"""The per-task gradient engine against a naive per-task backward loop."""
+
+import pytest
+import torch
+from torch import nn
+
+from taskrel.errors import ModelError, NonFiniteError
+from taskrel.gradients import backward_with_task_gradients, gram, task_gradients
+from taskrel.models import MultiTaskModel, chemical_model, loss_function, mlp_model
+
+
+def naive(model, losses_fn):
+    rows = []
+    for k in range(len(losses_fn())):
+        model.zero_grad(set_to_none=True)
+        losses_fn()[k].backward()
+        rows.append(torch.cat([p.grad.reshape(-1) for p in model.shared_parameters()]))
+    return torch.stack(rows)
+
+
+def make_batch(k=4, b=16, d=180, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(k, b, d, generator=g) > 0.9).float()
+    y = (torch.rand(k, b, generator=g) > 0.5).float()
+    return x, y
+
+
+@pytest.mark.parametrize("mode", ["loop", "batched", "auto"])
+def test_engine_equals_naive_loop(mode):
+    model = chemical_model(["a", "b", "c", "d"], seed=1)
+    x, y = make_batch()
+    loss = loss_function("binary")
+
+    def losses():
+        out = model.forward_stacked(x, model.task_names)
+        return [loss(out[k], y[k]) for k in range(4)]
+
+    reference = naive(model, losses)
+    grads = task_gradients(losses(), model.shared_parameters(), mode=mode)
+    assert grads.shape == (4, sum(p.numel() for p in model.shared_parameters()))
+    assert torch.allclose(grads, reference, atol=1e-6)
+
+
+@pytest.mark.parametrize("trunk", ["linear", "other"])
+def test_backward_with_task_gradients_equals_naive_loop(trunk):
+    """Both fast paths (hooks on linear trunks, vmap otherwise) against K separate backward passes."""
+    model = mlp_model(["a", "b", "c"], 7, (5, 4), seed=2)
+    if trunk == "other":  # a LayerNorm is not row-wise linear: forces the vmap path
+        model.trunk = nn.Sequential(model.trunk, nn.LayerNorm(4))
+    x, y = torch.randn(3, 9, 7, generator=torch.Generator().manual_seed(3)), torch.randn(3, 9)
+    loss = loss_function("regression")
+
+    def losses():
+        return [loss(model(x[k], t), y[k]) for k, t in enumerate(model.task_names)]
+
+    reference = naive(model, losses)
+    heads = []
+    for k, task in enumerate(model.task_names):
+        model.zero_grad(set_to_none=True)
+        losses()[k].backward()
+        heads.append([p.grad.clone() for p in model.task_parameters(task)])
+    model.zero_grad(set_to_none=True)
+    torch.stack(losses()).sum().backward()
+    summed = [p.grad.clone() for p in model.parameters()]
+
+    model.zero_grad(set_to_none=True)
+    result = backward_with_task_gradients(model, model.task_names, x, y, loss)
+    assert torch.allclose(result.shared, reference, atol=1e-6)
+    assert torch.allclose(result.losses, torch.stack(losses()).detach(), atol=1e-6)
+    assert all(
+        torch.allclose(g, h, atol=1e-6) for k in range(3) for g, h in zip(result.heads[k], heads[k], strict=True)
+    )
+    assert all(torch.allclose(p.grad, g, atol=1e-6) for p, g in zip(model.parameters(), summed, strict=True))
+
+
+def test_gram_is_inner_products_in_float64():
+    grads = torch.randn(3, 50)
+    g = gram(grads)
+    assert g.dtype == torch.float64
+    assert torch.allclose(g, grads.double() @ grads.double().T)
+
+
+def test_non_finite_loss_names_the_task():
+    w = nn.Parameter(torch.ones(3))
+    losses = [w.sum(), w.sum() * float("nan")]
+    with pytest.raises(NonFiniteError, match="'second'"):
+        task_gradients(losses, [w], names=["first", "second"])
+
+
+def test_infinite_gradient_names_the_task():
+    w = nn.Parameter(torch.tensor([0.0, 1.0]))
+    losses = [w.sum(), torch.sqrt(w).sum()]  # d sqrt(w)/dw = inf at w = 0
+    with pytest.raises(NonFiniteError, match="gradient of task 'b'"):
+        task_gradients(losses, [w], names=["a", "b"], mode="loop")
+
+
+def test_model_without_shared_parameters_is_refused():
+    model = MultiTaskModel(nn.Identity(), {"a": nn.Linear(3, 1), "b": nn.Linear(3, 1)})
+    with pytest.raises(ModelError, match="no trainable shared"):
+        model.shared_parameters()
+    with pytest.raises(ModelError, match="no shared parameters"):
+        task_gradients([torch.tensor(1.0)], [])
