@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "taskrel.affinity.cli",
     "taskrel.select.cli",
     "taskrel.predict.cli",
+    "taskrel.weighting.cli",
     "taskrel.pipeline",
 )
 
