@@ -4,10 +4,9 @@ nine as auxiliaries, trained with `taskrel.train.Trainer`.
 Methods: the main task alone (STL), linear scalarisation, Nash-MTL and AuxiNash with learned
 preferences (reference defaults; meta loss = main-task loss on another random training batch),
 each over several seeds with the Trainer's protocol (SGD 1e-3 / momentum 0.9, batch 264 per task,
-class-balanced upsampling, early stopping on the summed validation loss, capped at --max-steps).
-Because the Trainer stops and restores on the *summed* validation loss, a callback keeps the main
-task's test numbers from the epoch with the main task's lowest validation loss (what auxiliary
-learning selects on). Reported: the main task's test loss (BCE) and accuracy, and Δ% vs STL with the AuxiNash paper's
+class-balanced upsampling, capped at --max-steps), early stopping and the restored weights driven by
+the main task's validation loss alone (`Trainer(monitor=[main])`, what auxiliary learning selects
+on). Reported: the main task's test loss (BCE) and accuracy, and Δ% vs STL with the AuxiNash paper's
 sign convention (negative = better than STL): Δ%loss = 100 (L − L_STL)/L_STL,
 Δ%acc = −100 (A − A_STL)/A_STL.
 
@@ -26,32 +25,12 @@ import torch
 from taskrel.data import CHEMICAL_TASKS, load_chemical
 from taskrel.models import loss_function, mlp_model
 from taskrel.train import Trainer
-from taskrel.train.callbacks import Callback
 from taskrel.train.config import TrainConfig
 from taskrel.weighting import AuxiNash, LinearScalarisation, NashMTL, NearStationaryWarning
 
 from common import write_result
 
 METHODS = ("stl", "ls", "nash_mtl", "auxinash")
-
-
-class MainTaskSelection(Callback):
-    """Keeps the main task's test loss and metric from the epoch with its lowest validation loss."""
-
-    def __init__(self, main: str) -> None:
-        self.main = main
-        self.best_val = float("inf")
-        self.test_loss = self.test_metric = float("nan")
-        self.epoch = -1
-
-    def on_train_begin(self, trainer) -> None:
-        self.trainer = trainer
-
-    def on_epoch_end(self, epoch: int, logs: dict) -> None:
-        if logs["val_loss"][self.main] < self.best_val:
-            self.best_val = logs["val_loss"][self.main]
-            loss, metric = self.trainer.evaluate("test")
-            self.test_loss, self.test_metric, self.epoch = loss[self.main], metric[self.main], epoch
 
 
 def run(method: str, dataset, main: str, seed: int, config: TrainConfig) -> dict:
@@ -74,13 +53,12 @@ def run(method: str, dataset, main: str, seed: int, config: TrainConfig) -> dict
         "auxinash": AuxiNash(group, meta_loss=main_loss_on_fresh_batch),
     }[method]
     start = time.perf_counter()
-    selection = MainTaskSelection(main)
-    result = Trainer(dataset, group, config, seed=seed, weighting=weighting, model=model, callbacks=[selection]).fit()
+    result = Trainer(dataset, group, config, seed=seed, weighting=weighting, model=model, monitor=[main]).fit()
     out = {
         "seed": seed,
-        "test_loss": selection.test_loss,
-        "test_accuracy": selection.test_metric,
-        "selected_epoch": selection.epoch,
+        "test_loss": result.test_loss[main],
+        "test_accuracy": result.test_metric[main],
+        "selected_epoch": result.best_epoch,
         "steps": result.steps,
         "seconds": time.perf_counter() - start,
     }

@@ -99,3 +99,12 @@ def test_bad_group_and_config(chemical):
         TrainConfig(lr=-1)
     with pytest.raises(ConfigError, match="unknown training option"):
         TrainConfig.from_dict({"learning_rate": 1})
+
+
+def test_monitor_chooses_the_tasks_that_drive_early_stopping(chemical):
+    result = Trainer(chemical, "80|55", TrainConfig(max_steps=300, patience=3, patience_steps=0), monitor=["55"]).fit()
+    own = [h["val_loss"]["55"] for h in result.history]
+    assert result.best_epoch == int(np.argmin(own))
+    assert result.val_loss["55"] == pytest.approx(min(own), abs=1e-6)
+    with pytest.raises(UnknownTaskError, match="'83'"):
+        Trainer(chemical, "80|55", monitor=["83"])

@@ -94,6 +94,7 @@ def toy_auxiliary_problem(seed: int):
     return model, losses
 
 
+@pytest.mark.filterwarnings("ignore::taskrel.weighting.NearStationaryWarning")
 @pytest.mark.parametrize("meta_lr", [5e-3, 5.0])
 def test_learned_preferences_stay_positive_and_normalised(meta_lr):
     model, losses = toy_auxiliary_problem(0)

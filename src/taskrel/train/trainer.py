@@ -71,7 +71,9 @@ class Trainer:
     `.grad` of the model's parameters (e.g. a `taskrel.weighting` method); otherwise the summed loss
     is back-propagated. `threads` is torch's intra-op thread count during `fit()` (restored after):
     one thread is fastest for small models and makes results bit-identical across machines' core
-    counts; `None` leaves torch's setting alone.
+    counts; `None` leaves torch's setting alone. `monitor` names the tasks whose summed validation
+    loss drives early stopping and the restored best weights (default: every task of the group;
+    in auxiliary learning, the main task only).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class Trainer:
         weighting: object | None = None,
         model: MultiTaskModel | None = None,
         threads: int | None = 1,
+        monitor: Iterable[str] | None = None,
     ) -> None:
         names = (
             parse_group(group, dataset.task_names)
@@ -92,6 +95,11 @@ class Trainer:
             else make_group(group, dataset.task_names, f"dataset {dataset.name!r}")
         )
         self.tasks = tuple(ordered(names, dataset.task_names))
+        self.monitor = (
+            tuple(self.tasks)
+            if monitor is None
+            else tuple(ordered(make_group(monitor, self.tasks, "monitor"), self.tasks))
+        )
         self.dataset = dataset.subset(self.tasks)
         self.config = config or TrainConfig()
         self.seed = int(seed)
@@ -223,7 +231,7 @@ class Trainer:
             history.append(logs)
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch, logs)
-            total = sum(val_loss.values())
+            total = sum(val_loss[t] for t in self.monitor)
             if total < best_val:
                 best_val, best_epoch, best_step = total, epoch, step
                 best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
