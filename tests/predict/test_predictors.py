@@ -11,7 +11,7 @@ from taskrel.data.location import data_file
 from taskrel.data.published import mtgnet_table, tag_matrix
 from taskrel.errors import ConfigError, DataError, NonFiniteError, UnknownTaskError
 from taskrel.groups import all_groups, group_name
-from taskrel.predict import EtapPredictor, HoaPredictor, SurrogatePredictor, TagPredictor
+from taskrel.predict import EtapPredictor, HoaPredictor, MtgNetPredictor, SurrogatePredictor, TagPredictor
 from taskrel.predict.regression import group_folds, ridge_path
 
 TASKS = tuple(f"t{i}" for i in range(7))
@@ -144,3 +144,18 @@ def test_bad_inputs():
         EtapPredictor().fit(affinity, pd.DataFrame({"group": ["t0"], "task": ["t0"], "gain": [0.0]}))
     with pytest.raises(DataError, match="pair 't0|t1'".replace("|", r"\|")):
         HoaPredictor().fit(None, frame[frame.group == "t0|t1|t2"]).predict(["t0|t1"])
+
+
+def test_mtgnet_learns_membership_effects_and_is_seeded():
+    rng = np.random.default_rng(5)
+    bonus = rng.normal(scale=0.1, size=7)
+    rows = [(group_name(g, TASKS), t, bonus[TASKS.index(t)] + 0.02 * len(g))
+            for g in all_groups(TASKS, range(2, 8)) for t in sorted(g)]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["group", "task", "gain"])
+    groups = list(dict.fromkeys(frame.group))
+    order = rng.permutation(len(groups))
+    train, test = [groups[i] for i in order[:60]], [groups[i] for i in order[60:]]
+    model = MtgNetPredictor(epochs=200)
+    assert correlation(model, None, frame, train, test) > 0.9
+    again = MtgNetPredictor(epochs=200).fit(None, frame[frame.group.isin(train)]).predict(test[:3])
+    assert np.allclose(again.gain, model.predict(test[:3]).gain)

@@ -3,6 +3,7 @@
 from taskrel.predict.base import GainPredictor
 from taskrel.predict.baselines import HoaPredictor, SurrogatePredictor, TagPredictor
 from taskrel.predict.etap import EtapPredictor
+from taskrel.predict.mtgnet import MtgNetPredictor
 
 #: The methods of the evaluation protocol, by the names its JSON output uses.
 PREDICTORS = {
@@ -12,6 +13,15 @@ PREDICTORS = {
     "tag": lambda: TagPredictor(),
     "hoa": lambda: HoaPredictor(),
     "surrogate": lambda: SurrogatePredictor(),
+    "mtgnet": lambda: MtgNetPredictor(),
 }
 
-__all__ = ["PREDICTORS", "EtapPredictor", "GainPredictor", "HoaPredictor", "SurrogatePredictor", "TagPredictor"]
+__all__ = [
+    "PREDICTORS",
+    "EtapPredictor",
+    "GainPredictor",
+    "HoaPredictor",
+    "MtgNetPredictor",
+    "SurrogatePredictor",
+    "TagPredictor",
+]
