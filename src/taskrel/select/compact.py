@@ -19,6 +19,7 @@ achievable value (a per-slot "ideal" row), and slots are ordered by their smalle
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,7 +27,9 @@ import numpy as np
 
 from taskrel.errors import ConfigError, InfeasibleError, SolverError
 from taskrel.groups import group_name
+from taskrel.select.bounds import EigenBound
 from taskrel.select.highs import LinearModel, relative_gap
+from taskrel.select.partition_search import PartitionSearch, SearchResult
 from taskrel.select.problem import Constraints, GroupingProblem, Selection, Sense
 from taskrel.select.scores import Rule, check_matrix, check_rule, member_values, pairwise_candidates
 
@@ -85,36 +88,95 @@ class PairwiseProblem:
     def group_values(self, members: Sequence[int]) -> np.ndarray:
         return member_values(self.matrix, list(members), self.rule)
 
-    def solve(self, time_limit: float | None = None, gap: float = 0.0) -> Selection:
-        """Solve the compact MILP with HiGHS (proven optimal up to `gap`, or stopped at `time_limit`).
+    def solve(self, time_limit: float | None = None, gap: float = 0.0, seed: int = 0) -> Selection:
+        """Best partition found, proven optimal up to `gap` or stopped at `time_limit` seconds.
+
+        Three parts: a seeded local search (`taskrel.select.partition_search`) gives an incumbent
+        in well under a second; an eigenvalue bound (`taskrel.select.bounds`) gives a valid upper
+        bound; when they are not yet within `gap`, HiGHS solves the compact MILP with the time that
+        is left. The answer is the better of the two incumbents; the reported bound is the tighter
+        of the two valid bounds, so ``gap`` is always proven, never estimated. ``status`` is
+        ``"optimal"`` when the proven gap is within `gap` (HiGHS's tolerances at ``gap=0``).
 
         Raises `InfeasibleError` naming the first constraint family (sizes, apart, together, group
         count) whose addition makes the problem infeasible.
         """
+        start = time.perf_counter()
         n = len(self.tasks)
         if self.constraints.n_groups is not None and self.constraints.n_groups > n:
             raise InfeasibleError(
                 f"infeasible: n_groups={self.constraints.n_groups} groups cannot be formed from {n} tasks",
                 constraint="n_groups",
             )
-        families = self._families()
-        model, X, constant = self._build(set(families))
-        solution = model.solve(time_limit, gap)
-        if solution.status == "infeasible":
-            raise self._diagnose(families, time_limit)
-        groups = [
-            members
-            for column in zip(*X, strict=True)
-            if (members := [k for k, v in enumerate(column) if solution.x[v] > 0.5])
-        ]
+        if time_limit is not None and not time_limit > 0:
+            raise ConfigError(f"time_limit must be > 0 seconds, got {time_limit}")
+        if not 0.0 <= gap < 1.0:
+            raise ConfigError(f"gap must be in [0, 1), got {gap}")
         sign = 1.0 if self.sense == "max" else -1.0
-        return self._selection(
-            groups,
-            sign * (constant - solution.objective),
-            sign * (constant - solution.bound),
-            solution.status,
-            solution.seconds,
+        incumbent = self._search(seed, None if time_limit is None else 0.25 * time_limit)
+        best_groups, best_value = (incumbent.groups, incumbent.value) if incumbent else (None, -np.inf)
+        bound = self._eigen_bound()
+        proven = best_groups is not None and bound is not None and _within(best_value, bound, gap)
+        status = "optimal" if proven else "time_limit"
+        left = None if time_limit is None else time_limit - (time.perf_counter() - start)
+        if not proven and (left is None or left > 0.05):
+            families = self._families()
+            model, X, constant = self._build(set(families))
+            solution = model.solve(left, gap, allow_no_solution=True)
+            if solution.status == "infeasible":
+                if best_groups is not None:
+                    raise SolverError("HiGHS reports the compact program infeasible but a feasible partition exists")
+                raise self._diagnose(families, time_limit)
+            highs_bound = constant - solution.bound
+            bound = highs_bound if bound is None else min(bound, highs_bound)
+            if solution.x is not None:
+                groups = [
+                    members
+                    for column in zip(*X, strict=True)
+                    if (members := [k for k, v in enumerate(column) if solution.x[v] > 0.5])
+                ]
+                value = constant - solution.objective
+                if best_groups is None or value > best_value:
+                    best_groups, best_value = groups, value
+            status = "optimal" if solution.status == "optimal" else status
+        if best_groups is None:
+            raise SolverError(
+                f"no feasible partition found within the time limit of {time_limit} s (HiGHS and the local "
+                "search); raise it"
+            )
+        if bound is None or not np.isfinite(bound):
+            bound = np.inf
+        if status != "optimal" and _within(best_value, bound, gap):
+            status = "optimal"
+        return self._selection(best_groups, sign * best_value, sign * bound, status, time.perf_counter() - start)
+
+    def _search(self, seed: int, time_limit: float | None) -> SearchResult | None:
+        """The local search's best partition (maximisation form), or None where it does not apply."""
+        con = self.constraints
+        if con.together or not con.cover:
+            return None
+        sign = 1.0 if self.sense == "max" else -1.0
+        index = {t: i for i, t in enumerate(self.tasks)}
+        search = PartitionSearch(
+            sign * self.matrix,
+            self.rule,
+            self.slots,
+            exact=con.n_groups is not None,
+            min_size=con.min_size,
+            max_size=con.max_size,
+            apart=[(index[a], index[b]) for a, b in con.apart],
         )
+        return search.run(seed=seed, starts=8, rounds=150, time_limit=time_limit)
+
+    def _eigen_bound(self) -> float | None:
+        """The eigenvalue bound of `taskrel.select.bounds` (maximisation form), where it applies."""
+        con = self.constraints
+        if not con.cover:
+            return None
+        n = len(self.tasks)
+        sign = 1.0 if self.sense == "max" else -1.0
+        parts = [con.n_groups] if con.n_groups is not None else list(range(1, min(self.slots, n) + 1))
+        return EigenBound(sign * self.matrix, self.rule).bound(parts, con.min_size, con.max_size)
 
     def _families(self) -> list[str]:
         con = self.constraints
@@ -235,7 +297,7 @@ class PairwiseProblem:
                 values[self.tasks[k]] = float(value)
         total = float(sum(values.values()))
         if abs(total - objective) > 1e-6 * (1.0 + abs(total)):
-            raise SolverError(f"HiGHS objective {objective} disagrees with its partition's score {total}")
+            raise SolverError(f"objective {objective} disagrees with its partition's score {total}")
         return Selection(
             selected=tuple(named),
             groups=named,
@@ -243,10 +305,15 @@ class PairwiseProblem:
             values=values,
             objective=total,
             status=status,
-            gap=relative_gap(total, bound) if status == "time_limit" else 0.0,
-            bound=bound if status == "time_limit" else total,
+            gap=relative_gap(total, bound) if np.isfinite(bound) else np.inf,
+            bound=float(bound),
             seconds=seconds,
         )
+
+
+def _within(value: float, bound: float, gap: float) -> bool:
+    """Whether `value` is proven within relative `gap` of the upper `bound` (maximisation form)."""
+    return bool(np.isfinite(bound) and relative_gap(value, bound) <= gap)
 
 
 def _diag_bounds(diag: np.ndarray, size: int) -> tuple[float, float]:

@@ -77,8 +77,13 @@ class LinearModel:
         self.row_upper.append(float(upper))
         return index
 
-    def solve(self, time_limit: float | None = None, gap: float = 0.0) -> Solution:
-        """Solve with HiGHS; ``gap`` is the relative MIP gap at which it may stop."""
+    def solve(self, time_limit: float | None = None, gap: float = 0.0, allow_no_solution: bool = False) -> Solution:
+        """Solve with HiGHS; ``gap`` is the relative MIP gap at which it may stop.
+
+        When the time limit passes before any feasible point is found, raise `SolverError`, or
+        with ``allow_no_solution`` return status ``"time_limit"`` with ``x=None`` and HiGHS's dual
+        bound (``-inf`` when it has none).
+        """
         if time_limit is not None and not time_limit > 0:
             raise ConfigError(f"time_limit must be > 0 seconds, got {time_limit}")
         if not 0.0 <= gap < 1.0:
@@ -103,6 +108,10 @@ class LinearModel:
             return Solution("infeasible", None, np.inf, np.inf, seconds)
         if result.status not in (0, 1):
             raise SolverError(f"HiGHS failed (status {result.status}): {result.message}")
+        if result.x is None and allow_no_solution:
+            bound = getattr(result, "mip_dual_bound", None)
+            bound = float(bound) if bound is not None and np.isfinite(bound) else -np.inf
+            return Solution("time_limit", None, np.inf, bound, seconds)
         if result.x is None:
             raise SolverError(f"HiGHS found no feasible selection within the time limit of {time_limit} s; raise it")
         bound = getattr(result, "mip_dual_bound", None)
