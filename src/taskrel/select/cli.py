@@ -4,7 +4,8 @@
 default 1), solved by the exact candidate MILP; candidates may overlap unless ``--partition``.
 ``--pairwise MATRIX.csv``: square matrix, header row and first column are task names, row =
 source, column = target (what ``taskrel affinity`` writes); solved by PTG's compact program, which
-partitions the tasks. Infeasible constraints exit with code 2 and ``"status": "infeasible"``.
+partitions the tasks (a seeded local search, ``--seed``, gives the incumbent; the reported gap is
+proven against an eigenvalue or HiGHS bound). Infeasible constraints exit with code 2 and ``"status": "infeasible"``.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--partition", action="store_true", help="each task in exactly one group")
     parser.add_argument("--time-limit", type=float, metavar="S", help="stop after S seconds (reports the gap)")
+    parser.add_argument(
+        "--gap", type=float, default=0.0, metavar="G", help="stop once proven within relative gap G (default 0)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the local search that seeds --pairwise solves (default 0)"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
 
@@ -85,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError("--budget needs explicit candidates (--table); --pairwise takes --max-groups")
             tasks, matrix = read_matrix_csv(args.pairwise)
             problem = PairwiseProblem(tuple(tasks), matrix, args.rule, args.sense, constraints)
-        selection = problem.solve(time_limit=args.time_limit)
+        if isinstance(problem, PairwiseProblem):
+            selection = problem.solve(time_limit=args.time_limit, gap=args.gap, seed=args.seed)
+        else:
+            selection = problem.solve(time_limit=args.time_limit, gap=args.gap)
     except InfeasibleError as exc:
         print(f"taskrel select: {exc}", file=sys.stderr)
         if args.json:
