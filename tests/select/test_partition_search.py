@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from taskrel.cli import main
 from taskrel.select import Constraints, PairwiseProblem, write_matrix_csv
 from taskrel.select.bounds import EigenBound, size_multisets
+from taskrel.select.colgen import ColumnGeneration
 from taskrel.select.partition_search import PartitionSearch
 from taskrel.select.scores import member_values
 
@@ -122,7 +123,7 @@ def test_a_partition_is_returned_when_highs_finds_none():
     assert selection.status in ("optimal", "time_limit")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(3, 7), seed=st.integers(0, 10_000), rule=st.sampled_from(["ptg", "tag", "hoa"]))
 def test_compact_bound_brackets_the_optimum_at_any_gap(n, seed, rule):
     S = np.round(np.random.default_rng(seed).normal(size=(n, n)), 2)
@@ -136,7 +137,7 @@ def test_compact_bound_brackets_the_optimum_at_any_gap(n, seed, rule):
 
 
 def test_cli_seed_is_accepted_and_reproducible(tmp_path, capsys):
-    n = 30
+    n = 24
     tasks = [f"t{i}" for i in range(n)]
     path = tmp_path / "S.csv"
     write_matrix_csv(path, tasks, _planted(n, 3, 0.3, 5))
@@ -147,3 +148,30 @@ def test_cli_seed_is_accepted_and_reproducible(tmp_path, capsys):
         results.append(json.loads(capsys.readouterr().out))
     assert results[0]["serving"] == results[1]["serving"]
     assert results[0]["status"] in ("optimal", "time_limit")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(2, 7),
+    seed=st.integers(0, 10_000),
+    rule=st.sampled_from(["ptg", "tag", "hoa"]),
+    slots=st.integers(1, 3),
+    exact=st.booleans(),
+    min_size=st.integers(1, 2),
+)
+def test_column_generation_bound_is_never_below_the_optimum(n, seed, rule, slots, exact, min_size):
+    S = np.round(np.random.default_rng(seed).normal(size=(n, n)), 2)
+    parts = [min(slots, n)] if exact else list(range(1, slots + 1))
+    expected = _optimum(S, rule, parts, min_size, None)
+    if expected is None:
+        return
+    start = PartitionSearch(S, rule, slots, exact, min_size).run(seed=seed)
+    cg = ColumnGeneration(S, rule, slots, exact, min_size, seed=seed)
+    info = cg.run(start.groups if start else [], time_limit=30.0)
+    if info["bound"] is not None:
+        assert info["bound"] >= expected - 1e-7
+    if info["exact_pricing"]:  # the LP optimum over all groups is itself a bound
+        assert info["lp"] >= expected - 1e-7
+    groups = cg.restricted_master([], 10.0)
+    if groups is not None:
+        assert sum(member_values(S, g, rule).sum() for g in groups) <= expected + 1e-9
