@@ -91,6 +91,8 @@ class ColumnGeneration:
 
     def master(self) -> tuple[float, np.ndarray, float] | None:
         """LP value, multipliers π and the group-count multiplier ρ (None when the LP is infeasible)."""
+        if not self.columns:
+            return None
         A = np.array(self.columns).T
         c = -np.array(self.values)
         count = np.ones((1, A.shape[1]))
@@ -108,7 +110,7 @@ class ColumnGeneration:
         a, b = rule_weights(self.rule, s)
         return a, b * self.diag - pi
 
-    def price_heuristic(self, pi: np.ndarray, starts: int = 3) -> list[tuple[float, list[int]]]:
+    def price_heuristic(self, pi: np.ndarray, starts: int = 8) -> list[tuple[float, list[int]]]:
         """Groups with a large reduced value, one local search (swap in/out) per size and start."""
         found = []
         n = self.n
@@ -199,7 +201,7 @@ class ColumnGeneration:
             if solved is None:
                 return {"bound": None, "lp": None, "columns": len(self.columns), "exact_pricing": False}
             lp_value, pi, rho = solved
-            tol = 1e-9 * (1.0 + abs(lp_value))
+            tol = 1e-7 * (1.0 + abs(lp_value)) / self.K  # Farley − LP ≤ K·tol when pricing certifies
             added = sum(self.add(m) for r, m in self.price_heuristic(pi) if r > rho + tol)
             if added:
                 if time.perf_counter() - start > time_limit:
