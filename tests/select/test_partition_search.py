@@ -22,13 +22,15 @@ from taskrel.select.scores import member_values
 from .select_reference import set_partitions
 
 
-def _optimum(S, rule, parts, min_size, max_size, apart=()):
+def _optimum(S, rule, parts, min_size, max_size, apart=(), together=()):
     n = len(S)
     best = None
     for partition in set_partitions(list(range(n))):
         if len(partition) not in parts or any(not min_size <= len(g) <= (max_size or n) for g in partition):
             continue
         if any(a in g and b in g for g in partition for a, b in apart):
+            continue
+        if any((a in g) != (b in g) for g in partition for a, b in together):
             continue
         value = sum(member_values(S, g, rule).sum() for g in partition)
         best = value if best is None else max(best, value)
@@ -55,13 +57,14 @@ instances = dict(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(**instances, apart=st.booleans())
-def test_search_finds_the_brute_force_optimum(n, seed, rule, slots, exact, min_size, max_size, apart):
+@given(**instances, apart=st.booleans(), linked=st.booleans())
+def test_search_finds_the_brute_force_optimum(n, seed, rule, slots, exact, min_size, max_size, apart, linked):
     S = np.round(np.random.default_rng(seed).normal(size=(n, n)), 2)
     pairs = ((0, n - 1),) if apart and n > 1 else ()
+    links = ((0, 1), (1, 2)) if linked and n > 3 else ()
     parts = [min(slots, n)] if exact else list(range(1, slots + 1))
-    expected = _optimum(S, rule, parts, min_size, max_size, pairs)
-    result = PartitionSearch(S, rule, slots, exact, min_size, max_size, pairs).run(seed=seed)
+    expected = _optimum(S, rule, parts, min_size, max_size, pairs, links)
+    result = PartitionSearch(S, rule, slots, exact, min_size, max_size, pairs, links).run(seed=seed)
     if result is None:  # only when the balanced starts cannot meet the size bounds or apart pairs
         return
     assert expected is not None
@@ -69,6 +72,7 @@ def test_search_finds_the_brute_force_optimum(n, seed, rule, slots, exact, min_s
     assert len(result.groups) in parts
     assert all(min_size <= len(g) <= (max_size or n) for g in result.groups)
     assert not any(a in g and b in g for g in result.groups for a, b in pairs)
+    assert not any((a in g) != (b in g) for g in result.groups for a, b in links)
     assert result.value == pytest.approx(sum(member_values(S, g, rule).sum() for g in result.groups), abs=1e-9)
     assert result.value == pytest.approx(expected, abs=1e-9)
 
@@ -172,6 +176,6 @@ def test_column_generation_bound_is_never_below_the_optimum(n, seed, rule, slots
         assert info["bound"] >= expected - 1e-7
     if info["exact_pricing"]:  # the LP optimum over all groups is itself a bound
         assert info["lp"] >= expected - 1e-7
-    groups = cg.restricted_master([], 10.0)
+    groups = cg.restricted_master([], [], 10.0)
     if groups is not None:
         assert sum(member_values(S, g, rule).sum() for g in groups) <= expected + 1e-9

@@ -12,7 +12,8 @@ local search for groups with a positive reduced value, size by size. The bound n
 exactly, or an upper bound on it: for every allowed size ``s`` the pricing problem
 ``max Σ_{i<k} a_s P_ik x_i x_k + Σ_k (b_s d_k − π_k) x_k`` over ``|x| = s`` is solved as a small
 MILP with HiGHS, whose dual bound (not its incumbent) enters the bound. The LP value itself is only
-reported as the bound once exact pricing finds no positive column.
+reported as the bound once exact pricing finds no positive column. Apart and together pairs are
+ignored by the bound (a relaxation, so it stays valid) and respected by `restricted_master`.
 """
 
 from __future__ import annotations
@@ -73,9 +74,19 @@ class ColumnGeneration:
         x[list(members)] = 1.0
         return self.value(x)
 
-    def restricted_master(self, apart: list[tuple[int, int]], time_limit: float | None) -> list[list[int]] | None:
-        """Best partition using only generated columns (a MILP over them), skipping apart violations."""
-        keep = [j for j, x in enumerate(self.columns) if not any(x[a] > 0.5 and x[b] > 0.5 for a, b in apart)]
+    def restricted_master(
+        self, apart: list[tuple[int, int]], together: list[tuple[int, int]], time_limit: float | None
+    ) -> list[list[int]] | None:
+        """Best partition using only generated columns (a MILP over them).
+
+        Columns holding both tasks of an apart pair, or one task of a together pair, are skipped.
+        """
+        keep = [
+            j
+            for j, x in enumerate(self.columns)
+            if not any(x[a] > 0.5 and x[b] > 0.5 for a, b in apart)
+            and not any((x[a] > 0.5) != (x[b] > 0.5) for a, b in together)
+        ]
         if not keep:
             return None
         model = LinearModel()

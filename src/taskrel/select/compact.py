@@ -184,7 +184,7 @@ class PairwiseProblem:
     def _search(self, seed: int, time_limit: float | None) -> SearchResult | None:
         """The local search's best partition (maximisation form), or None where it does not apply."""
         con = self.constraints
-        if con.together or not con.cover:
+        if not con.cover:
             return None
         sign = 1.0 if self.sense == "max" else -1.0
         index = {t: i for i, t in enumerate(self.tasks)}
@@ -196,12 +196,13 @@ class PairwiseProblem:
             min_size=con.min_size,
             max_size=con.max_size,
             apart=[(index[a], index[b]) for a, b in con.apart],
+            together=[(index[a], index[b]) for a, b in con.together],
         )
         return search.run(seed=seed, starts=8, rounds=150, time_limit=time_limit)
 
     def _colgen_applies(self) -> bool:
         con = self.constraints
-        return con.cover and not con.together and len(self.tasks) <= COLGEN_MAX_TASKS
+        return con.cover and len(self.tasks) <= COLGEN_MAX_TASKS
 
     def _column_generation(
         self, incumbent: list[list[int]] | None, seed: int, time_limit: float | None
@@ -224,8 +225,9 @@ class PairwiseProblem:
             return None
         index = {t: i for i, t in enumerate(self.tasks)}
         apart = [(index[a], index[b]) for a, b in con.apart]
+        together = [(index[a], index[b]) for a, b in con.together]
         left = None if time_limit is None else max(time_limit - (time.perf_counter() - start), 0.5)
-        groups = cg.restricted_master(apart, None if left is None else min(left, 10.0))
+        groups = cg.restricted_master(apart, together, None if left is None else min(left, 10.0))
         value = sum(cg.value_of(g) for g in groups) if groups is not None else -np.inf
         return info["bound"], groups, value
 

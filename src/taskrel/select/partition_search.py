@@ -12,8 +12,10 @@ A slot's score depends only on its size and its off-diagonal and diagonal totals
 and swap is evaluated from the table ``T[k, j] = Σ_{i∈G_j, i≠k} (S[i, k] + S[k, i])``, updated in
 O(n) per applied move.
 
-Supported constraints: at most / exactly `slots` groups, group-size bounds, apart pairs. Tasks that
-must share a group (``together``) are not supported here (the caller falls back to HiGHS alone).
+Supported constraints: at most / exactly `slots` groups, group-size bounds, apart pairs, and
+together pairs (linked tasks are contracted into units that move as a whole). The starts are
+random near-balanced assignments; when none meets the size bounds and apart pairs, the search
+returns None and the caller relies on HiGHS.
 """
 
 from __future__ import annotations
@@ -48,6 +50,24 @@ class SearchResult:
     seconds: float
 
 
+def _components(n: int, together: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """Groups of task indices linked by `together` pairs (singletons for unlinked tasks)."""
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, k in together:
+        parent[find(i)] = find(k)
+    units: dict[int, list[int]] = {}
+    for i in range(n):
+        units.setdefault(find(i), []).append(i)
+    return list(units.values())
+
+
 class _State:
     """One assignment of tasks to slots with the totals needed for O(1) move evaluation."""
 
@@ -57,9 +77,9 @@ class _State:
         self.assign = assign.copy()
         onehot = np.zeros((n, slots))
         onehot[np.arange(n), assign] = 1.0
-        self.size = onehot.sum(axis=0).astype(int)
+        self.size = (search.weight @ onehot).astype(int)
         self.T = search.pair @ onehot  # pair has a zero diagonal
-        self.off = 0.5 * (onehot * self.T).sum(axis=0)
+        self.off = 0.5 * (onehot * self.T).sum(axis=0) + search.inner @ onehot
         self.diag = search.diag @ onehot
         self.conflicts = search.apart @ onehot if search.apart is not None else None
 
@@ -71,17 +91,20 @@ class _State:
         return float(self.score(self.off, self.diag, self.size).sum())
 
     def best_move(self) -> tuple[float, int, int]:
-        """(gain, task, target slot) of the best single-task move (gain −inf when none is allowed)."""
+        """(gain, unit, target slot) of the best single-unit move (gain −inf when none is allowed)."""
         s, a = self.s, self.assign
         n = len(a)
         rows = np.arange(n)
         current = self.score(self.off, self.diag, self.size)
         t_own = self.T[rows, a]
-        left = self.score(self.off[a] - t_own, self.diag[a] - s.diag, self.size[a] - 1) - current[a]
-        new_size = self.size[None, :] + 1
-        joined = self.score(self.off[None, :] + self.T, self.diag[None, :] + s.diag[:, None], new_size)
+        left_size = self.size[a] - s.weight_int
+        left = self.score(self.off[a] - t_own - s.inner, self.diag[a] - s.diag, left_size) - current[a]
+        new_size = self.size[None, :] + s.weight_int[:, None]
+        joined = self.score(
+            self.off[None, :] + self.T + s.inner[:, None], self.diag[None, :] + s.diag[:, None], new_size
+        )
         gain = left[:, None] + joined - current[None, :]
-        allowed = s.size_ok[new_size] & s.size_ok[self.size[a] - 1][:, None]
+        allowed = s.size_ok[new_size] & s.size_ok[left_size][:, None]
         allowed[rows, a] = False
         if self.conflicts is not None:
             allowed &= self.conflicts == 0
@@ -90,7 +113,7 @@ class _State:
         return float(gain[k, j]), int(k), int(j)
 
     def best_swap(self) -> tuple[float, int, int]:
-        """(gain, task k, task l) of the best exchange of two tasks in different slots."""
+        """(gain, unit k, unit l) of the best exchange of two units in different slots."""
         s, a = self.s, self.assign
         n = len(a)
         rows = np.arange(n)
@@ -99,12 +122,12 @@ class _State:
         t_own = TA[rows, rows]
         pair = s.pair
         # k leaves slot a_k and l joins it; l leaves a_l and k joins it
-        off_k = self.off[a][:, None] - t_own[:, None] + TA.T - pair
+        off_k = self.off[a][:, None] - t_own[:, None] - s.inner[:, None] + TA.T - pair + s.inner[None, :]
         diag_k = self.diag[a][:, None] - s.diag[:, None] + s.diag[None, :]
-        size_k = self.size[a][:, None]
-        gain_k = self.score(off_k, diag_k, np.broadcast_to(size_k, (n, n))) - current[a][:, None]
+        size_k = self.size[a][:, None] - s.weight_int[:, None] + s.weight_int[None, :]
+        gain_k = self.score(off_k, diag_k, size_k) - current[a][:, None]
         gain = gain_k + gain_k.T
-        allowed = a[:, None] != a[None, :]
+        allowed = (a[:, None] != a[None, :]) & s.size_ok[size_k] & s.size_ok[size_k].T
         if self.conflicts is not None:
             c = self.conflicts[:, a]  # c[k, l] = apart partners of k in l's slot
             allowed &= (c - s.apart) == 0
@@ -116,12 +139,12 @@ class _State:
     def move(self, k: int, j: int) -> None:
         s = self.s
         a = int(self.assign[k])
-        self.off[a] -= self.T[k, a]
-        self.off[j] += self.T[k, j]
+        self.off[a] -= self.T[k, a] + s.inner[k]
+        self.off[j] += self.T[k, j] + s.inner[k]
         self.diag[a] -= s.diag[k]
         self.diag[j] += s.diag[k]
-        self.size[a] -= 1
-        self.size[j] += 1
+        self.size[a] -= s.weight_int[k]
+        self.size[j] += s.weight_int[k]
         self.T[:, a] -= s.pair[:, k]
         self.T[:, j] += s.pair[:, k]
         if self.conflicts is not None:
@@ -153,7 +176,7 @@ class PartitionSearch:
 
     ``matrix`` is in maximisation form (negate a loss matrix first). ``exact`` requires exactly
     `slots` non-empty groups. ``min_size`` / ``max_size`` bound every non-empty group;
-    ``apart`` lists index pairs that may not share a group.
+    ``apart`` lists index pairs that may not share a group, ``together`` pairs that must.
     """
 
     def __init__(
@@ -165,42 +188,74 @@ class PartitionSearch:
         min_size: int = 1,
         max_size: int | None = None,
         apart: Sequence[tuple[int, int]] = (),
+        together: Sequence[tuple[int, int]] = (),
     ) -> None:
         S = np.asarray(matrix, dtype=np.float64)
         n = len(S)
         if n == 0 or slots < 1:
             raise ConfigError("the partition search needs at least one task and one slot")
-        self.n, self.rule = n, rule
+        self.n_tasks, self.rule = n, rule
         self.slots = min(slots, n)
         self.exact = exact
-        self.pair = S + S.T
+        # tasks that must share a group are contracted into units moved as a whole
+        self.units = _components(n, together)
+        member = np.zeros((n, len(self.units)))
+        for u, tasks in enumerate(self.units):
+            member[tasks, u] = 1.0
+        pair = S + S.T
+        np.fill_diagonal(pair, 0.0)
+        self.n = len(self.units)
+        self.pair = member.T @ pair @ member
+        self.inner = 0.5 * np.diag(self.pair).copy()  # a unit's own off-diagonal total
         np.fill_diagonal(self.pair, 0.0)
-        self.diag = np.diag(S).copy()
-        self.w_off = np.array([rule_weights(rule, s)[0] for s in range(n + 2)])
-        self.w_diag = np.array([rule_weights(rule, s)[1] for s in range(n + 2)])
+        self.diag = member.T @ np.diag(S)
+        self.weight_int = np.array([len(t) for t in self.units])
+        self.weight = self.weight_int.astype(float)
+        self.w_off = np.array([rule_weights(rule, s)[0] for s in range(2 * n + 2)])
+        self.w_diag = np.array([rule_weights(rule, s)[1] for s in range(2 * n + 2)])
         upper = n if max_size is None else max_size
-        self.size_ok = np.array([(s == 0 and not exact) or min_size <= s <= upper for s in range(n + 2)])
+        self.size_ok = np.array([(s == 0 and not exact) or min_size <= s <= upper for s in range(2 * n + 2)])
         self.min_size, self.max_size = min_size, upper
         self.apart = None
+        self.impossible = False
         if apart:
-            self.apart = np.zeros((n, n))
+            unit_of = {t: u for u, tasks in enumerate(self.units) for t in tasks}
+            self.apart = np.zeros((self.n, self.n))
             for i, k in apart:
-                self.apart[i, k] = self.apart[k, i] = 1.0
+                if unit_of[i] == unit_of[k]:
+                    self.impossible = True  # a together chain joins an apart pair
+                self.apart[unit_of[i], unit_of[k]] = self.apart[unit_of[k], unit_of[i]] = 1.0
 
     def _start(self, rng: np.random.Generator) -> np.ndarray | None:
-        """A random assignment with feasible group sizes (balanced over the slots it uses)."""
-        n = self.n
+        """A random assignment of the units with feasible group sizes (near-balanced), or None."""
+        n = self.n_tasks
         used = [m for m in range(1, self.slots + 1) if self.min_size * m <= n <= self.max_size * m]
         if self.exact:
             used = [m for m in used if m == self.slots]
-        if not used:
+        if not used or self.impossible or (self.exact and self.n < self.slots):
             return None
-        m = max(used)
-        for _ in range(50):
-            assign = np.arange(n) % m
-            rng.shuffle(assign)
-            if self.apart is None or not (self.apart[assign[:, None] == assign[None, :]]).any():
-                return assign
+        m = min(max(used), self.n)
+        for attempt in range(50):
+            order = rng.permutation(self.n)
+            if attempt % 2 == 0:  # heaviest units first, each into a smallest slot: balanced sizes
+                order = order[np.argsort(-self.weight_int[order], kind="stable")]
+            assign = np.full(self.n, -1)
+            size = np.zeros(m, dtype=int)
+            clash = np.zeros((self.n, m))
+            for u in order:
+                allowed = np.arange(m) if self.apart is None else np.flatnonzero(clash[u] == 0)
+                if not len(allowed):
+                    break
+                if attempt % 2 == 0:
+                    allowed = allowed[size[allowed] == size[allowed].min()]
+                j = int(rng.choice(allowed))
+                assign[u] = j
+                size[j] += self.weight_int[u]
+                if self.apart is not None:
+                    clash[:, j] += self.apart[:, u]
+            else:
+                if all(self.size_ok[t] for t in size) and (not self.exact or (size > 0).all()):
+                    return assign
         return None
 
     def run(
@@ -244,12 +299,12 @@ class PartitionSearch:
                 break
         if best is None:
             return None
-        groups = [list(np.flatnonzero(best.assign == j)) for j in range(self.slots)]
+        groups = [sorted(t for u in np.flatnonzero(best.assign == j) for t in self.units[u]) for j in range(self.slots)]
         groups = [[int(k) for k in g] for g in groups if g]
         return SearchResult(groups, best.value, done, time.perf_counter() - begin)
 
     def _move_allowed(self, state: _State, k: int, j: int) -> bool:
-        a = int(state.assign[k])
-        if not (self.size_ok[state.size[a] - 1] and self.size_ok[state.size[j] + 1]):
+        a, w = int(state.assign[k]), int(self.weight_int[k])
+        if not (self.size_ok[state.size[a] - w] and self.size_ok[state.size[j] + w]):
             return False
         return state.conflicts is None or state.conflicts[k, j] == 0
