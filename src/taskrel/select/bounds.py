@@ -123,17 +123,31 @@ class EigenBound:
         return 1e-9 * float(c.sum()) * self.scale * self.n
 
     def bound(
-        self, parts: list[int], min_size: int = 1, max_size: int | None = None, max_refined: int = 400
+        self,
+        parts: list[int],
+        min_size: int = 1,
+        max_size: int | None = None,
+        max_refined: int = 400,
+        max_multisets: int = 50_000,
     ) -> float | None:
         """Bound over all partitions into a number of groups in `parts` with sizes in range.
 
-        Returns None when no size multiset is feasible.
+        Returns None when no size multiset is feasible, or (TAG / HOA) when there are more than
+        `max_multisets` of them to bound (many groups on many tasks).
         """
         n = self.n
         upper = n if max_size is None else min(max_size, n)
         vectors: dict[tuple, tuple[np.ndarray, float, float]] = {}
+        seen = 0
         for m in parts:
+            if self.rule == "ptg":  # the weights depend on the number of groups only
+                if m * min_size <= n <= m * upper:
+                    vectors[(m,)] = (np.ones(m), float(n), 0.0)
+                continue
             for sizes in size_multisets(n, m, min_size, upper):
+                seen += 1
+                if seen > max_multisets:
+                    return None
                 c, total, constant = self.weights(sizes)
                 key = (tuple(np.round(c, 12)), round(total, 9), round(constant, 12))
                 vectors.setdefault(key, (c, total, constant))

@@ -194,10 +194,13 @@ class ColumnGeneration:
         members = None if solution.x is None else [k for k in range(n) if solution.x[x[k]] > 0.5]
         return -solution.bound, members
 
-    def run(self, initial: list[list[int]], time_limit: float | None, rounds: int = 200) -> dict:
+    def run(
+        self, initial: list[list[int]], time_limit: float | None, rounds: int = 200, enough: float = -np.inf
+    ) -> dict:
         """Column generation from the `initial` groups; returns the best valid bound and the LP value.
 
         ``bound`` is None unless a round of exact pricing completed (every allowed size priced).
+        Stops early once the bound is ≤ `enough` (e.g. the incumbent plus the accepted gap).
         """
         start = time.perf_counter()
         time_limit = np.inf if time_limit is None else time_limit
@@ -236,6 +239,8 @@ class ColumnGeneration:
             best_bound = min(best_bound, farley)
             if r_star <= rho + tol:
                 exact_done = True
+                break
+            if best_bound <= enough:
                 break
             if new == 0 or time.perf_counter() - start > time_limit:
                 break

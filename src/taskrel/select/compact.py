@@ -25,7 +25,8 @@ proven gap is within the requested one:
    dominated by a group structure (School-sized planted matrices: ≈ 0.3 % at n = 139);
 3. for n ≤ `COLGEN_MAX_TASKS`, column generation (`taskrel.select.colgen`): the set-partitioning
    LP over groups with exact pricing (Farley's bound), plus the best partition over its columns;
-4. HiGHS on the compact MILP with the time that is left.
+4. HiGHS on the compact MILP with the time that is left (skipped, when a partition is already
+   known, for models above `MAX_COMPACT_PRODUCTS` linearised products).
 
 The answer is the best partition found by any part and the bound the smallest valid one, so the
 reported gap is always proven.
@@ -51,6 +52,9 @@ from taskrel.select.scores import Rule, check_matrix, check_rule, member_values,
 #: Largest task count for which the set-partitioning (column generation) bound is computed: its
 #: exact pricing solves one small MILP per allowed group size.
 COLGEN_MAX_TASKS = 60
+#: Above this many linearised products (slots × task pairs) HiGHS is not run when the local search
+#: has a partition: the model alone would take minutes to build and HiGHS finds nothing better.
+MAX_COMPACT_PRODUCTS = 200_000
 
 
 def _weights(rule: Rule, size: int) -> tuple[float, float]:
@@ -140,7 +144,8 @@ class PairwiseProblem:
         status = "optimal" if proven else "time_limit"
         if not proven and self._colgen_applies():
             left = None if time_limit is None else time_limit - (time.perf_counter() - start)
-            found = self._column_generation(best_groups, seed, None if left is None else 0.5 * left)
+            enough = best_value + gap * abs(best_value) if best_groups is not None else -np.inf
+            found = self._column_generation(best_groups, seed, None if left is None else 0.5 * left, enough)
             if found is not None:
                 cg_bound, cg_groups, cg_value = found
                 if cg_bound is not None:
@@ -150,7 +155,8 @@ class PairwiseProblem:
                 proven = best_groups is not None and bound is not None and _within(best_value, bound, gap)
                 status = "optimal" if proven else "time_limit"
         left = None if time_limit is None else time_limit - (time.perf_counter() - start)
-        if not proven and (left is None or left > 0.05):
+        too_big = self.slots * len(self.tasks) ** 2 / 2 > MAX_COMPACT_PRODUCTS
+        if not proven and (left is None or left > 0.05) and not (too_big and best_groups is not None):
             families = self._families()
             model, X, constant = self._build(set(families))
             solution = model.solve(left, gap, allow_no_solution=True)
@@ -205,7 +211,7 @@ class PairwiseProblem:
         return con.cover and len(self.tasks) <= COLGEN_MAX_TASKS
 
     def _column_generation(
-        self, incumbent: list[list[int]] | None, seed: int, time_limit: float | None
+        self, incumbent: list[list[int]] | None, seed: int, time_limit: float | None, enough: float = -np.inf
     ) -> tuple[float | None, list[list[int]] | None, float] | None:
         """(set-partitioning bound, best partition over the generated columns, its value) or None."""
         con = self.constraints
@@ -220,7 +226,7 @@ class PairwiseProblem:
             seed=seed,
         )
         start = time.perf_counter()
-        info = cg.run(incumbent or [], time_limit)
+        info = cg.run(incumbent or [], time_limit, enough=enough)
         if info["lp"] is None:
             return None
         index = {t: i for i, t in enumerate(self.tasks)}
