@@ -16,11 +16,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def machine() -> dict:
     """Facts about the machine and software a timing was taken on."""
+    import scipy
     import torch
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "scipy": scipy.__version__,
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "load_average": [round(x, 2) for x in os.getloadavg()],

@@ -20,7 +20,7 @@ from taskrel.errors import SolverError
 from taskrel.select import Constraints, PairwiseProblem
 from taskrel.select.baselines import best_random_partition
 
-from select_common import write
+from common import write_result
 
 
 def planted(n: int, clusters: int, noise: float, seed: int) -> np.ndarray:
@@ -90,7 +90,7 @@ def main() -> None:
                 args.seed,
             )
         )
-    write("select_scale", {"runs": rows, "targets": {"n139_gap": 0.01, "n139_seconds": 120.0}})
+    write_result("select_scale", {"runs": rows, "targets": {"n139_gap": 0.01, "n139_seconds": 120.0}})
 
 
 if __name__ == "__main__":
