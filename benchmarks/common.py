@@ -45,3 +45,14 @@ def write_result(name: str, payload: dict) -> Path:
     document = {"command": command(), "machine": machine(), **payload}
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
+
+
+def correlation_curves(result: dict, sizes: list[int], path: Path, title: str, ylabel: str) -> None:
+    """Plot Pearson r (mean ± sd over draws) against |G_train| for every method of `evaluate_predictors`."""
+    from taskrel.report.plots import curves
+
+    series = {
+        name: ([by_size[str(s)]["pearson"] for s in sizes], [by_size[str(s)]["pearson_std"] for s in sizes])
+        for name, by_size in result["methods"].items()
+    }
+    curves(sizes, series, path, title=title, xlabel="|G_train| (trained groups)", ylabel=ylabel)
