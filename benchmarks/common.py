@@ -16,11 +16,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def machine() -> dict:
     """Facts about the machine and software a timing was taken on."""
+    import scipy
     import torch
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "scipy": scipy.__version__,
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
@@ -43,3 +45,14 @@ def write_result(name: str, payload: dict) -> Path:
     document = {"command": command(), "machine": machine(), **payload}
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
+
+
+def correlation_curves(result: dict, sizes: list[int], path: Path, title: str, ylabel: str) -> None:
+    """Plot Pearson r (mean ± sd over draws) against |G_train| for every method of `evaluate_predictors`."""
+    from taskrel.report.plots import curves
+
+    series = {
+        name: ([by_size[str(s)]["pearson"] for s in sizes], [by_size[str(s)]["pearson_std"] for s in sizes])
+        for name, by_size in result["methods"].items()
+    }
+    curves(sizes, series, path, title=title, xlabel="|G_train| (trained groups)", ylabel=ylabel)

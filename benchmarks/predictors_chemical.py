@@ -25,9 +25,9 @@ from taskrel.predict.evaluation import (
     selection_benchmark,
     split_groups,
 )
-from taskrel.report.plots import curves, scatter
+from taskrel.report.plots import scatter
 
-from common import RESULTS, write_result
+from common import RESULTS, correlation_curves, write_result
 
 AFFINITIES = ("etap_validation", "etap", "etap_momentum_validation", "tag_validation", "tag", "ptg_validation", "ptg")
 PRIMARY = "etap_validation"  # ETAP score, epochs weighted by the targets' validation improvement
@@ -53,13 +53,8 @@ def main() -> None:
     }  # fmt: skip
     selection = selection_benchmark(table, affinity, PREDICTORS, train_size=10, repeats=args.selection_repeats,
                                     test_size=args.test_size, progress=False)  # fmt: skip
-    series = {
-        name: ([result["methods"][name][str(s)]["pearson"] for s in sizes],
-               [result["methods"][name][str(s)]["pearson_std"] for s in sizes])
-        for name in result["methods"]
-    }  # fmt: skip
-    curves(sizes, series, RESULTS / "predictors_chemical.png", title="Chemical: gain prediction on 230 test groups",
-           xlabel="|G_train| (trained groups)", ylabel="Pearson r (mean ± sd over draws)")  # fmt: skip
+    title = f"Chemical: gain prediction on {args.test_size} test groups"
+    correlation_curves(result, sizes, RESULTS / "predictors_chemical.png", title, "Pearson r (mean ± sd over draws)")
     pool, test = split_groups(table, args.test_size)
     drawn = draw_training(pool, 10, np.random.default_rng([0, 10, 0]))
     measured = table.mean()

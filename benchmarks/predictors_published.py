@@ -21,9 +21,8 @@ from taskrel.data.published import STANDLEY_TASKS, standley_problem, tag_matrix
 from taskrel.gains import GainTable
 from taskrel.predict import PREDICTORS
 from taskrel.predict.evaluation import evaluate_predictors
-from taskrel.report.plots import curves
 
-from common import RESULTS, write_result
+from common import RESULTS, correlation_curves, write_result
 
 
 def standley_table(setting: str = "small") -> GainTable:
@@ -63,13 +62,8 @@ def main() -> None:
     result = evaluate_predictors(table, affinity, PREDICTORS, train_sizes=(5, 10), repeats=args.repeats,
                                  test_size=10, progress=False)  # fmt: skip
     sizes = [5, 10]
-    series = {
-        name: ([result["methods"][name][str(s)]["pearson"] for s in sizes],
-               [result["methods"][name][str(s)]["pearson_std"] for s in sizes])
-        for name in result["methods"]
-    }  # fmt: skip
-    curves(sizes, series, RESULTS / "predictors_taskonomy.png", title="Taskonomy (Standley): gain prediction",
-           xlabel="|G_train|", ylabel="Pearson r on 10 test groups")  # fmt: skip
+    correlation_curves(result, sizes, RESULTS / "predictors_taskonomy.png", "Taskonomy (Standley): gain prediction",
+                       "Pearson r on 10 test groups")  # fmt: skip
     payload = {
         "taskonomy": {"affinity": "TAG published (transposed to A[source, target])",
                       "gains": "Standley setting 1 (small network), test losses; full-size singles = STL", **result},

@@ -19,7 +19,7 @@ import numpy as np
 from taskrel.data.published import mtgnet_problem, standley_problem
 from taskrel.select.baselines import beam_search, standley_branch_and_bound
 
-from select_common import RESULTS, write
+from common import RESULTS, write_result
 
 
 def standley() -> list[dict]:
@@ -95,7 +95,7 @@ def plot(left: list[dict], right: list[dict]) -> None:
 def main() -> None:
     left, right = standley(), ettm1()
     plot(left, right)
-    write("select_budget", {"standley_small": left, "ettm1": right})
+    write_result("select_budget", {"standley_small": left, "ettm1": right})
 
 
 if __name__ == "__main__":

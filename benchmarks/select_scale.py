@@ -31,7 +31,7 @@ from taskrel.select import Constraints, PairwiseProblem
 from taskrel.select.baselines import best_random_partition
 from taskrel.select.bounds import EigenBound
 
-from select_common import write
+from common import write_result
 
 
 def planted(n: int, clusters: int, noise: float, seed: int) -> np.ndarray:
@@ -126,7 +126,7 @@ def main() -> None:
         )
         print("mimic27 k sweep", sweep[-1], flush=True)
     load = os.getloadavg()
-    write(
+    write_result(
         "select_scale",
         {
             "runs": rows,

@@ -19,7 +19,7 @@ import time
 from taskrel.data.published import mtgnet_problem, tag_problem
 from taskrel.select.baselines import beam_search, tag_exhaustive
 
-from select_common import write
+from common import write_result
 
 
 def celeba(full: bool) -> list[dict]:
@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--full", action="store_true", help="run TAG's exhaustive search at k = 4 too")
     args = parser.parse_args()
-    write(
+    write_result(
         "select_speed",
         {
             "celeba_tag_k": celeba(args.full),

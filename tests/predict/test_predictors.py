@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
 
 from taskrel.affinity import AffinityMatrix
 from taskrel.data.location import data_file
@@ -12,7 +13,15 @@ from taskrel.data.published import mtgnet_table, tag_matrix
 from taskrel.errors import ConfigError, DataError, NonFiniteError, UnknownTaskError
 from taskrel.groups import all_groups, group_name
 from taskrel.predict import EtapPredictor, HoaPredictor, MtgNetPredictor, SurrogatePredictor, TagPredictor
-from taskrel.predict.regression import group_folds, ridge_path
+from taskrel.predict.regression import (
+    SPLINE_ALPHAS,
+    SPLINE_DEGREES,
+    fit_spline_ridge,
+    group_folds,
+    knot_grid,
+    ridge_path,
+    spline,
+)
 
 TASKS = tuple(f"t{i}" for i in range(7))
 
@@ -47,6 +56,53 @@ def test_etap_recovers_a_nonlinear_map_and_task_offsets():
     assert full > 0.97 and full > stage1 + 0.05  # the residual stage captures the task offsets
     _, no_offsets = synthetic(offsets=False)
     assert correlation(EtapPredictor(residual=False), affinity, no_offsets, train, test) > 0.97
+
+
+def test_spline_choice_follows_the_one_standard_error_rule():
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(8), 4)  # eight groups of four member rows: a small training set
+    z = rng.uniform(-1, 1, groups.size)
+    y = 0.05 * z + rng.normal(scale=0.02, size=z.size)
+    fit = fit_spline_ridge(z, y, groups)
+    # Reference: the CV error of every setting, computed here with sklearn on the same folds.
+    folds = group_folds(groups)
+    table = []
+    for degree in SPLINE_DEGREES:
+        for n_knots in knot_grid(z.size):
+            for alpha in SPLINE_ALPHAS:
+                mse = []
+                for train, test in folds:
+                    model = make_pipeline(spline(degree, n_knots), Ridge(alpha=alpha)).fit(z[train, None], y[train])
+                    mse.append(np.mean((model.predict(z[test, None]) - y[test]) ** 2))
+                table.append((np.mean(mse), np.std(mse, ddof=1) / np.sqrt(len(mse)), n_knots + degree - 1, alpha))
+    best = min(table)
+    eligible = [row for row in table if row[0] <= best[0] + best[1] + 1e-12]
+    simplest = min(eligible, key=lambda row: (row[2], -row[3]))
+    assert (fit["n_knots"] + fit["degree"] - 1, fit["alpha"]) == (simplest[2], simplest[3])
+
+
+def test_etap_residual_stage_shares_member_effects_across_targets():
+    """A task that lifts every partner is learned from few groups, also for targets seen rarely."""
+    affinity = AffinityMatrix(np.zeros((7, 7)), TASKS)  # uninformative affinity: stage 2 must do the work
+    helper = np.array([0.1, 0, 0, 0, 0, 0, 0])  # t0 in a group adds 0.1 to every other member's gain
+    rows = [
+        (group_name(g, TASKS), t, sum(helper[TASKS.index(i)] for i in g if i != t))
+        for g in all_groups(TASKS, range(2, 8))
+        for t in sorted(g)
+    ]
+    frame = pd.DataFrame(rows, columns=["group", "task", "gain"])
+    groups = list(dict.fromkeys(frame.group))
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(groups))
+    train, test = [groups[i] for i in order[:12]], [groups[i] for i in order[12:]]
+
+    def error(model):
+        predicted = model.fit(affinity, frame[frame.group.isin(train)]).predict(test)
+        predicted = predicted.merge(frame, on=["group", "task"], suffixes=("_pred", ""))
+        return np.sqrt(np.mean((predicted.gain_pred - predicted.gain) ** 2))
+
+    shared, per_task = error(EtapPredictor(mapping="affine")), error(SurrogatePredictor())
+    assert shared < 0.015 and shared < per_task / 2  # per-target ridges learn t0's effect once per target
 
 
 def test_tag_prediction_is_the_mean_incoming_affinity():

@@ -17,6 +17,7 @@ import pandas as pd
 
 from taskrel.errors import DataError, NonFiniteError, ShapeError
 from taskrel.groups import check_tasks, make_group
+from taskrel.matrix_csv import read_square_csv, write_square_csv
 
 
 @dataclass(frozen=True)
@@ -83,26 +84,13 @@ class AffinityMatrix:
         return frame
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        self.to_frame().to_csv(path, float_format="%.10g")
+        write_square_csv(path, self.tasks, self.values)
 
     @classmethod
     def read_csv(cls, path: str | os.PathLike, method: str = "") -> AffinityMatrix:
-        """Read the square CSV layout (row = source, column = target), checking names and values."""
-        try:
-            frame = pd.read_csv(path, index_col=0, dtype=str)
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise DataError(f"{path}: cannot read affinity matrix ({exc})") from exc
-        rows, cols = [str(r) for r in frame.index], [str(c) for c in frame.columns]
-        if rows != cols:
-            raise DataError(f"{path}: row names {rows} differ from column names {cols}; expected a square matrix")
-        try:
-            values = frame.to_numpy(dtype=np.float64)
-        except ValueError as exc:
-            raise DataError(f"{path}: non-numeric entry ({exc})") from exc
-        if not np.isfinite(values).all():
-            i, j = np.argwhere(~np.isfinite(values))[0]
-            raise NonFiniteError(f"{path}: entry (row {rows[i]!r}, column {cols[j]!r}) is not finite")
-        return cls(values, tuple(rows), method or Path(path).stem)
+        """Read the square CSV layout of `taskrel.matrix_csv` (row = source, column = target)."""
+        tasks, values = read_square_csv(path)
+        return cls(values, tuple(tasks), method or Path(path).stem)
 
     def plot(self, path: str | os.PathLike, title: str | None = None) -> None:
         """Save a labelled heat map (diverging colours centred on 0) as PNG."""

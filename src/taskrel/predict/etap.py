@@ -4,14 +4,17 @@ Stage 1 maps the group affinity feature z(G → t) (mean affinity onto t from th
 eq. 7) to a gain with a B-spline basis and ridge regression (``mapping="spline"``; degree 2–6,
 knots and alpha by cross-validation), an affine map (``mapping="affine"``, the ablation), or
 whichever of the two has the lower cross-validated error (``mapping="auto"``).
-Stage 2 (``residual=True``) fits, per task t, a ridge on the group's multi-hot membership to the
-stage-1 residuals of the training groups that contain t, alpha by cross-validation.
+Stage 2 (``residual=True``) fits one ridge to the stage-1 residuals of all (group, member task)
+rows: residual(G → t) ≈ b_t + Σ_{i∈G} (s_i + w_{t,i}), a per-target offset, an effect s_i of having
+i in the group shared by every target, and a target-specific effect w_{t,i} (the multi-hot
+membership, per target); alpha by group-aware cross-validation.
 
 Departures from the released code, each to avoid a known flaw: cross-validation folds are formed
 over groups (row-level folds leak the other members of a group into the validation fold);
-stage-2 learns from out-of-fold stage-1 residuals (in-sample residuals of a flexible spline are
-too small); and each task's residual model is fit only on groups containing it (not on zeros of
-non-members).
+the spline setting is chosen by the one-standard-error rule (the plain minimum overfits a few
+groups); stage-2 learns from out-of-fold stage-1 residuals (in-sample residuals of a flexible
+spline are too small); and stage 2 learns only from rows of member tasks (not from zeros of
+non-members), sharing member effects across targets so that a few groups inform every task.
 """
 
 from __future__ import annotations
@@ -49,25 +52,22 @@ class EtapPredictor(GainPredictor):
         oof = self.stage1_["oof"]
         fitted = self._stage1(z)
         residuals = y - np.where(np.isnan(oof), fitted, oof)
-        self.stage2_ = {}
-        if self.residual:
-            u = membership(list(train["members"]), self.tasks_)
-            for task in self.tasks_:
-                rows = (train["task"] == task).to_numpy()
-                if rows.any():
-                    self.stage2_[task] = fit_ridge(u[rows], residuals[rows], groups[rows])
+        self.stage2_ = fit_ridge(self._residual_features(train), residuals, groups) if self.residual else None
 
     def _stage1(self, z: np.ndarray) -> np.ndarray:
         if "slope" in self.stage1_:
             return self.stage1_["slope"] * z + self.stage1_["intercept"]
         return self.stage1_["basis"].transform(z[:, None]) @ self.stage1_["coef"] + self.stage1_["intercept"]
 
+    def _residual_features(self, rows: pd.DataFrame) -> np.ndarray:
+        """[target one-hot ⊗ membership | membership | target one-hot] for each (group, task) row."""
+        members = membership(list(rows["members"]), self.tasks_)
+        target = membership([[t] for t in rows["task"]], self.tasks_)
+        specific = (target[:, :, None] * members[:, None, :]).reshape(len(rows), -1)
+        return np.hstack([specific, members, target])
+
     def _predict(self, rows: pd.DataFrame) -> np.ndarray:
         prediction = self._stage1(group_affinity(self.affinity_, rows))
-        if self.stage2_:
-            u = membership(list(rows["members"]), self.tasks_)
-            for k, task in enumerate(rows["task"]):
-                model = self.stage2_.get(task)
-                if model is not None:
-                    prediction[k] += u[k] @ model["coef"] + model["intercept"]
+        if self.stage2_ is not None:
+            prediction += self._residual_features(rows) @ self.stage2_["coef"] + self.stage2_["intercept"]
         return prediction

@@ -20,6 +20,8 @@ def ridge_path(x: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> tuple[n
     """Ridge solutions for every alpha at once (unpenalised intercept): coef (A, p), intercept (A,)."""
     x_mean, y_mean = x.mean(axis=0), y.mean()
     u, s, vt = np.linalg.svd(x - x_mean, full_matrices=False)
+    s = s[s > s[0] * 1e-12] if s.size and s[0] > 0 else s[:0]  # directions without variance get no weight
+    u, vt = u[:, : s.size], vt[: s.size]
     shrink = s[None, :] / (s[None, :] ** 2 + np.asarray(alphas, float)[:, None])
     coef = (shrink * (u.T @ (y - y_mean))[None, :]) @ vt
     return coef, y_mean - coef @ x_mean
@@ -45,30 +47,45 @@ def knot_grid(n_rows: int) -> range:
 
 
 def fit_spline_ridge(z: np.ndarray, y: np.ndarray, groups: np.ndarray, max_splits: int = 5) -> dict:
-    """Choose degree, knots and alpha by group-aware cross-validated MSE; refit on all rows.
+    """Choose degree, knots and alpha by group-aware cross-validation; refit on all rows.
 
-    Returns the fitted basis, coefficients and intercept, the chosen setting and the
-    out-of-fold predictions of that setting (NaN where a row was never held out).
+    The one-standard-error rule picks the setting: among those whose cross-validated MSE is within
+    one standard error (over folds) of the best, the one with the fewest basis functions, then the
+    largest alpha. With few training groups the plain minimum often lands on many knots and almost
+    no penalty, a curve that fits the noise of the folds and swings far off on new groups.
+    Returns the fitted basis, coefficients and intercept, the chosen setting and the out-of-fold
+    predictions of that setting (NaN where a row was never held out).
     """
     folds = group_folds(groups, max_splits)
-    best = None
+    settings = []  # (fold MSEs, n_basis, degree, n_knots, alpha index, oof)
     for degree in SPLINE_DEGREES:
         for n_knots in knot_grid(len(z)):
-            errors = np.zeros(len(SPLINE_ALPHAS))
+            fold_mse = np.zeros((len(folds), len(SPLINE_ALPHAS)))
             oof = np.full((len(z), len(SPLINE_ALPHAS)), np.nan)
-            for train, test in folds:
+            for f, (train, test) in enumerate(folds):
                 basis = spline(degree, n_knots).fit(z[train, None])
                 coef, intercept = ridge_path(basis.transform(z[train, None]), y[train], SPLINE_ALPHAS)
                 oof[test] = basis.transform(z[test, None]) @ coef.T + intercept
-                errors += ((oof[test] - y[test, None]) ** 2).sum(axis=0)
-            k = int(np.argmin(errors))
-            if best is None or errors[k] < best[0] - 1e-12:
-                best = (errors[k], degree, n_knots, SPLINE_ALPHAS[k], oof[:, k])
-    error, degree, n_knots, alpha, oof = best
+                fold_mse[f] = ((oof[test] - y[test, None]) ** 2).mean(axis=0)
+            for a in range(len(SPLINE_ALPHAS)):
+                settings.append((fold_mse[:, a], n_knots + degree - 1, degree, n_knots, a, oof[:, a]))
+    if folds:
+        means = np.array([m.mean() for m, *_ in settings])
+        best = int(np.argmin(means))
+        spread = settings[best][0]
+        threshold = means[best] + (spread.std(ddof=1) / np.sqrt(len(spread)) if len(spread) > 1 else 0.0)
+        eligible = [i for i in range(len(settings)) if means[i] <= threshold + 1e-15]
+        chosen = min(eligible, key=lambda i: (settings[i][1], -SPLINE_ALPHAS[settings[i][4]]))
+    else:  # a single group: no validation possible, take the simplest, most penalised curve
+        chosen = min(range(len(settings)), key=lambda i: (settings[i][1], -SPLINE_ALPHAS[settings[i][4]]))
+    _, _, degree, n_knots, a, oof = settings[chosen]
+    alpha = SPLINE_ALPHAS[a]
+    held = ~np.isnan(oof)
+    error = float(((oof[held] - y[held]) ** 2).sum()) if held.any() else float("inf")
     basis = spline(degree, n_knots).fit(z[:, None])
     coef, intercept = ridge_path(basis.transform(z[:, None]), y, [alpha])
     return {"basis": basis, "coef": coef[0], "intercept": float(intercept[0]), "degree": degree,
-            "n_knots": n_knots, "alpha": alpha, "oof": oof, "cv_error": float(error)}  # fmt: skip
+            "n_knots": n_knots, "alpha": alpha, "oof": oof, "cv_error": error}  # fmt: skip
 
 
 def fit_affine(z: np.ndarray, y: np.ndarray, groups: np.ndarray, max_splits: int = 5) -> dict:

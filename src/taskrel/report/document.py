@@ -81,7 +81,8 @@ def _sections(result) -> list[tuple[str, list]]:
                      "affinity.csv (row = source, column = target)"],
         ["training groups", f"{len(result.train_groups)}: " + ", ".join("|".join(sorted(g, key=result.tasks.index))
                                                                       for g in result.train_groups)],
-        ["predictor", "ETAP: B-spline + ridge on group affinity, residual ridge on membership (group-aware CV)"],
+        ["predictor", "ETAP: B-spline + ridge on group affinity (one-SE rule), residual ridge on shared and per-target "
+         "member effects (group-aware CV)"],
         ["selection", f"exact MILP (HiGHS), constraints {json.dumps(result.constraints)}, minimising predicted "
                       "total test loss Σ L_STL(t)·(1 − ĝ); each task served by its best chosen group"],
         ["losses", "mean per-row test loss of each task (BCE for binary tasks, MSE for regression)"],

@@ -13,6 +13,12 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
 
+def save(fig: plt.Figure, path: str | os.PathLike) -> None:
+    """Write `fig` as a PNG at the resolution of every taskrel plot and release it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
 def heatmap(
     values: np.ndarray,
     labels: Sequence[str],
@@ -54,9 +60,7 @@ def heatmap(
                     ax.text(j, i, f"{values[i, j]:.2g}", ha="center", va="center", fontsize=7,
                             color="white" if dark else "black")  # fmt: skip
     fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save(fig, path)
 
 
 def scatter(
@@ -88,9 +92,7 @@ def scatter(
     ax.set_ylabel(ylabel)
     if groups is not None:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save(fig, path)
 
 
 def grouped_bars(
@@ -111,9 +113,7 @@ def grouped_bars(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save(fig, path)
 
 
 def curves(
@@ -135,6 +135,4 @@ def curves(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save(fig, path)

@@ -22,10 +22,10 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 
 from taskrel.errors import ConfigError, DataError, NonFiniteError, ShapeError
 from taskrel.groups import all_groups, check_tasks
+from taskrel.matrix_csv import read_square_csv, write_square_csv
 from taskrel.select.problem import Candidate, candidate_for_group
 
 Rule = Literal["ptg", "tag", "hoa"]
@@ -103,38 +103,11 @@ def pairwise_candidates(
 
 
 def read_matrix_csv(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """Read a square CSV matrix: header row and first column are task names, row = source, column = target.
-
-    This is the layout ``taskrel affinity`` writes. Malformed files raise `DataError` naming the
-    file and row.
-    """
-    try:
-        frame = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise DataError(f"{path}: cannot read as CSV ({exc})") from exc
-    columns = [str(c).strip() for c in frame.columns]
-    rows = [str(r).strip() for r in frame.index]
-    if rows != columns:
-        raise DataError(
-            f"{path}: the first column (sources) must list the header's tasks in the same order; "
-            f"header {columns}, first column {rows}"
-        )
-    matrix = np.empty((len(rows), len(columns)))
-    for r, (name, line) in enumerate(zip(rows, frame.itertuples(index=False), strict=True)):
-        for c, text in enumerate(line):
-            try:
-                matrix[r, c] = float(text)
-            except ValueError:
-                raise DataError(
-                    f"{path}: row {r + 2} (source {name}): {columns[c]} entry {text!r} is not a number"
-                ) from None
-            if not np.isfinite(matrix[r, c]):
-                raise NonFiniteError(f"{path}: row {r + 2} (source {name}): {columns[c]} entry is {text!r}")
-    return columns, check_matrix(matrix, columns, str(path))
+    """Read a pairwise matrix ``S[source, target]`` in the layout ``taskrel affinity`` writes."""
+    tasks, matrix = read_square_csv(path)
+    return tasks, check_matrix(matrix, tasks, str(path))
 
 
 def write_matrix_csv(path: str | os.PathLike, tasks: Sequence[str], matrix: np.ndarray) -> None:
     """Write ``S[source, target]`` in the layout `read_matrix_csv` reads."""
-    frame = pd.DataFrame(check_matrix(matrix, tasks), index=list(tasks), columns=list(tasks))
-    frame.index.name = "source"
-    frame.to_csv(path)
+    write_square_csv(path, tasks, check_matrix(matrix, tasks))
