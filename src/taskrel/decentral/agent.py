@@ -27,7 +27,8 @@ class Agent:
         self.k, self.config, self.schedule = k, config, config.schedule
         self.nbhd = neighbourhood(world.adjacency, k)
         self.true_model = world.models[k]
-        self.stream = LinearStream(world.models[k], config.sigma_u, config.sigma_v, agent_generator(config.seed, run, k))
+        rng = agent_generator(config.seed, run, k)
+        self.stream = LinearStream(world.models[k], config.sigma_u, config.sigma_v, rng)
         n, a, m = len(self.nbhd), len(alg.ALGORITHMS), config.dim
         self.identity_row = np.zeros((1, n))
         self.identity_row[0, 0] = 1.0

@@ -109,7 +109,8 @@ class Schedule:
             raise ConfigError(f"iters must be ≥ 1, got {self.iters}")
         if not 1 <= self.switch < self.iters:
             raise ConfigError(
-                f"switch must be in [1, iters): L̂ is learned from Phase-I iterates; got {self.switch} with iters={self.iters}"
+                "switch must be in [1, iters): L̂ is learned from Phase-I iterates; "
+                f"got {self.switch} with iters={self.iters}"
             )
         if not (self.mu > 0 and np.isfinite(self.mu)):
             raise ConfigError(f"step size μ must be > 0, got {self.mu}")

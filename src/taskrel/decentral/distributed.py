@@ -87,7 +87,7 @@ class NeighbourLink:
         return [buf.numpy() for buf in bufs]
 
 
-def run_agent(rank: int, world_size: int, config: GMRFConfig, out_dir: str | os.PathLike, timeout: float = 60.0) -> Path:
+def run_agent(rank: int, world_size: int, config: GMRFConfig, out_dir: str | os.PathLike) -> Path:
     """Body of one agent process (process group already initialised); writes ``agent_<rank>.npz``."""
     if world_size != config.agents:
         raise ConfigError(f"world size {world_size} ≠ number of agents K={config.agents}")
@@ -183,7 +183,7 @@ def worker_main(argv: list[str] | None = None) -> int:
             raise DistributedError(f"agent {rank}: could not join the process group: {exc}") from exc
         (out / f"joined_{rank}").touch()  # lets a supervisor see that start-up is over
         try:
-            run_agent(rank, world_size, config, out, args.timeout)
+            run_agent(rank, world_size, config, out)
             try:
                 dist.barrier()
             except RuntimeError as exc:
@@ -195,7 +195,8 @@ def worker_main(argv: list[str] | None = None) -> int:
             print(json.dumps(collect(config, out).summary()))
         return 0
     except TaskrelError as exc:
-        (out / f"error_{rank}.json").write_text(json.dumps({"agent": rank, "type": type(exc).__name__, "message": str(exc)}))
+        report = {"agent": rank, "type": type(exc).__name__, "message": str(exc)}
+        (out / f"error_{rank}.json").write_text(json.dumps(report))
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return EXIT_ERROR
 
@@ -285,7 +286,7 @@ def _first_error(procs: list, out: Path) -> TaskrelError:
         path = out / f"error_{rank}.json"
         if path.exists():
             reports[rank] = json.loads(path.read_text())
-    for rank, rep in sorted(reports.items()):
+    for _, rep in sorted(reports.items()):
         if rep["type"] in _ERRORS:
             return _ERRORS[rep["type"]](rep["message"])
     silent = [r for r, p in enumerate(procs) if p.returncode not in (0, EXIT_ERROR, None)]

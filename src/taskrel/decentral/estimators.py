@@ -308,7 +308,9 @@ def _projected_newton(
         else:
             raise SolverError(f"line search failed at iteration {iteration} (KKT residual {residual:.3g})")
         theta, value, chol = trial, new_value, new_chol
-    raise SolverError(f"laplacian_ml did not converge in {max_iter} iterations (KKT residual {residual:.3g} > {tol:.3g})")
+    raise SolverError(
+        f"laplacian_ml did not converge in {max_iter} iterations (KKT residual {residual:.3g} > {tol:.3g})"
+    )
 
 
 def _lbfgsb(prob: _Problem, theta: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, float, int, float]:

@@ -36,13 +36,13 @@ def check_weights(adjacency: np.ndarray, name: str = "adjacency") -> np.ndarray:
         raise ShapeError(f"{name} must be a square (K, K) matrix, got shape {a.shape}")
     _check_agents(a.shape[0])
     if not np.isfinite(a).all():
-        k, l = np.argwhere(~np.isfinite(a))[0]
-        raise NonFiniteError(f"{name}[{k}, {l}] is {a[k, l]}")
+        i, j = np.argwhere(~np.isfinite(a))[0]
+        raise NonFiniteError(f"{name}[{i}, {j}] is {a[i, j]}")
     if not np.allclose(a, a.T, atol=1e-12, rtol=0):
         raise ConfigError(f"{name} must be symmetric (undirected graph)")
     if (a < 0).any():
-        k, l = np.argwhere(a < 0)[0]
-        raise ConfigError(f"{name}[{k}, {l}] = {a[k, l]} is negative; edge weights must be ≥ 0")
+        i, j = np.argwhere(a < 0)[0]
+        raise ConfigError(f"{name}[{i}, {j}] = {a[i, j]} is negative; edge weights must be ≥ 0")
     if np.any(np.diag(a) != 0):
         raise ConfigError(f"{name} must have a zero diagonal (self-loops go into V, not A)")
     return a

@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from taskrel.decentral.algorithms import Schedule
-from taskrel.decentral.graphs import TOPOLOGIES, draw_models, laplacian, make_graph, metropolis_weights
+from taskrel.decentral.graphs import (
+    TOPOLOGIES,
+    check_weights,
+    draw_models,
+    laplacian,
+    make_graph,
+    metropolis_weights,
+    require_connected,
+)
 from taskrel.decentral.streams import model_generator
 from taskrel.errors import ConfigError
 
@@ -22,6 +30,7 @@ class GMRFConfig:
     regulariser; ``switch`` (default ``iters // 2``) is the last non-cooperative iteration of the
     learned-graph algorithm; ``update_every`` re-estimates L̂ periodically (multi-phase).
     ``sigma_u`` / ``sigma_v`` are standard deviations of the regressors and of the noise.
+    ``graph`` names a CSV file holding the (K, K) weight matrix to use instead of a `topology`.
     """
 
     agents: int = 10
@@ -42,6 +51,7 @@ class GMRFConfig:
     sigma_v: float = 4.0
     shrinkage: float = 0.0
     project_sign: bool = False
+    graph: str | None = None
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +101,16 @@ class World:
 
 def graph_of(config: GMRFConfig) -> np.ndarray:
     """The configuration's task graph (fixed across runs); `ConfigError` if it is disconnected."""
+    if config.graph is not None:
+        try:
+            a = np.loadtxt(config.graph, delimiter=",", ndmin=2)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the graph file {config.graph}: {exc}") from exc
+        a = check_weights(a, f"graph {config.graph}")
+        if a.shape[0] != config.agents:
+            raise ConfigError(f"graph {config.graph} has {a.shape[0]} agents, but K={config.agents}")
+        require_connected(a)
+        return a
     return make_graph(
         config.topology, config.agents, average_degree=config.average_degree, weights=config.weights, seed=config.seed
     )
