@@ -219,7 +219,7 @@ def laplacian_ml(
     support: np.ndarray | None = None,
     *,
     shrinkage: float = 0.0,
-    tol: float = 1e-9,
+    tol: float = 1e-8,
     max_iter: int = 5000,
     newton_max: int = 2500,
 ) -> MLResult:
@@ -306,6 +306,8 @@ def _projected_newton(
                 break
             alpha *= 0.5
         else:
+            if residual <= 1e2 * tol:  # at the floating-point floor: no representable decrease left
+                return theta, value, iteration, residual
             raise SolverError(f"line search failed at iteration {iteration} (KKT residual {residual:.3g})")
         theta, value, chol = trial, new_value, new_chol
     raise SolverError(

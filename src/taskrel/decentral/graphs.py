@@ -136,17 +136,25 @@ def random_graph(
 
 
 def erdos_renyi(
-    num_agents: int, p: float, *, weights: Sequence[float] | float = 1.0, seed: int | np.random.Generator = 0,
-    max_tries: int = 1000,
+    num_agents: int, p: float, *, edges: int | None = None, weights: Sequence[float] | float = 1.0,
+    seed: int | np.random.Generator = 0, max_tries: int = 1000,
 ) -> np.ndarray:
-    """Erdős–Rényi G(K, p), redrawn until connected (at most `max_tries` draws)."""
+    """Erdős–Rényi G(K, p), or G(K, m) with exactly `edges` edges, redrawn until connected."""
     _check_agents(num_agents)
     if not 0 < p <= 1:
         raise ConfigError(f"edge probability p must be in (0, 1], got {p}")
     rng = np.random.default_rng(seed)
     k = int(num_agents)
+    iu = np.triu_indices(k, 1)
+    if edges is not None and not k - 1 <= edges <= iu[0].size:
+        raise ConfigError(f"a connected graph on {k} agents has between {k - 1} and {iu[0].size} edges, got {edges}")
     for _ in range(max_tries):
-        upper = np.triu(rng.random((k, k)) < p, 1)
+        if edges is None:
+            upper = np.triu(rng.random((k, k)) < p, 1)
+        else:
+            upper = np.zeros((k, k), bool)
+            pick = rng.choice(iu[0].size, size=int(edges), replace=False)
+            upper[iu[0][pick], iu[1][pick]] = True
         support = upper | upper.T
         if is_connected(support):
             return _weights_on(support, weights, rng)
@@ -217,7 +225,8 @@ def make_graph(
     if topology == "random":
         return random_graph(k, edges=round(average_degree * k / 2), weights=weights, seed=seed)
     if topology == "erdos_renyi":
-        return erdos_renyi(k, min(1.0, average_degree / (k - 1)), weights=weights, seed=seed)
+        edges = round(average_degree * k / 2)
+        return erdos_renyi(k, min(1.0, average_degree / (k - 1)), edges=edges, weights=weights, seed=seed)
     if topology == "regular":
         return regular_graph(k, round(average_degree), weights=weights, seed=seed)
     if topology == "hub":
