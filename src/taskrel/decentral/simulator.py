@@ -79,11 +79,12 @@ def simulate(config: GMRFConfig, *, vectorised: bool = True, progress: bool = Fa
     bar = tqdm(total=sched.iters, disable=not progress, desc="gmrf", unit="it")
     for n in chunk_sizes(sched.iters):
         runner.begin_chunk(n)
-        for t in range(n):
-            i = start + t + 1
-            if sched.estimate_before(i):
-                runner.estimate(i)
-            runner.step(i)
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below, once
+            for t in range(n):
+                i = start + t + 1
+                if sched.estimate_before(i):
+                    runner.estimate(i)
+                runner.step(i)
         start += n
         runner.check_finite(start)
         bar.update(n)
