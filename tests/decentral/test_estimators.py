@@ -82,7 +82,7 @@ def test_ml_satisfies_kkt_and_matches_a_generic_solver(kind):
 
 
 def test_large_problems_use_lbfgsb_and_agree_with_newton(truth):
-    a, lap = truth
+    _, lap = truth
     w = graphs.draw_models(lap, 40, seed=2)
     s = est.block_trace_covariance(w)
     newton = est.laplacian_ml(s, "ggl")
