@@ -83,3 +83,11 @@ def test_unstable_coupling_and_divergence_fail_loudly():
         simulate(GMRFConfig(agents=5, dim=4, eta=1000.0, iters=10))
     with pytest.raises(NonFiniteError, match="diverged"):
         simulate(GMRFConfig(agents=4, dim=50, mu=1.0, eta=0.01, iters=2000))
+
+
+def test_phase_one_models_equal_the_simulators_non_cooperative_iterates():
+    from taskrel.decentral.simulator import phase_one_models
+
+    config = GMRFConfig(agents=5, dim=8, iters=301, switch=300, runs=2)
+    models, _ = phase_one_models(config, iters=301)
+    assert np.abs(simulate(config).final_models[ALGORITHMS.index("noncoop")] - models).max() < 1e-12

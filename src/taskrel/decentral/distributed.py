@@ -45,7 +45,7 @@ import numpy as np
 from taskrel.decentral import algorithms as alg
 from taskrel.decentral.agent import SHARED, Agent
 from taskrel.decentral.estimators import spectral_error
-from taskrel.decentral.problem import GMRFConfig, build_world
+from taskrel.decentral.problem import GMRFConfig, build_world, graph_of
 from taskrel.decentral.simulator import SimulationResult, _global_error
 from taskrel.decentral.streams import chunk_sizes
 from taskrel.errors import ConfigError, DistributedError, NonFiniteError, SolverError, TaskrelError
@@ -98,6 +98,7 @@ def run_agent(rank: int, world_size: int, config: GMRFConfig, out_dir: str | os.
     a, n_nbhd, m = len(alg.ALGORITHMS), len(agent.nbhd), config.dim
     switch_model = None
     start = 0
+    began = time.perf_counter()
     for n in chunk_sizes(sched.iters):
         agent.begin_chunk(n)
         for t in range(n):
@@ -125,9 +126,21 @@ def run_agent(rank: int, world_size: int, config: GMRFConfig, out_dir: str | os.
     path = Path(out_dir) / f"agent_{rank}.npz"
     np.savez(
         path, squared_error=np.stack(agent.squared_error), state=agent.state[:, 0], learned_row=agent.learned_row,
-        neighbourhood=np.array(agent.nbhd), switch_model=switch_model,
+        neighbourhood=np.array(agent.nbhd), switch_model=switch_model, loop_seconds=time.perf_counter() - began,
     )  # fmt: skip
     return path
+
+
+def bare_exchange(rank: int, neighbours: list[int], shape: tuple[int, ...], rounds: int) -> float:
+    """Seconds per round of a bare neighbour exchange of float64 arrays of `shape` (the engine's floor)."""
+    link = NeighbourLink(rank, neighbours)
+    link.phase = "bare exchange"
+    payload = np.zeros(shape)
+    link.exchange(payload, TAG_PSI)  # warm-up: first contact opens the pairs
+    began = time.perf_counter()
+    for _ in range(rounds):
+        link.exchange(payload, TAG_PSI)
+    return (time.perf_counter() - began) / max(rounds, 1)
 
 
 def collect(config: GMRFConfig, out_dir: str | os.PathLike) -> SimulationResult:
@@ -165,6 +178,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="directory for agent_<k>.npz (shared by all agents)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a silent neighbour is an error")
     parser.add_argument("--summary", action="store_true", help="rank 0 prints the JSON summary at the end")
+    parser.add_argument("--bare-rounds", type=int, default=0, help="first time this many bare neighbour exchanges")
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK", "-1"))
     out = Path(args.out)
@@ -183,6 +197,12 @@ def worker_main(argv: list[str] | None = None) -> int:
             raise DistributedError(f"agent {rank}: could not join the process group: {exc}") from exc
         (out / f"joined_{rank}").touch()  # lets a supervisor see that start-up is over
         try:
+            if args.bare_rounds > 0:
+                from taskrel.decentral.graphs import neighbours
+
+                shape = (len(alg.ALGORITHMS) - 1, config.dim)
+                seconds = bare_exchange(rank, neighbours(graph_of(config), rank), shape, args.bare_rounds)
+                (out / f"bare_{rank}.json").write_text(json.dumps({"seconds_per_round": seconds}))
             run_agent(rank, world_size, config, out)
             try:
                 dist.barrier()
@@ -220,6 +240,7 @@ _ERRORS = {"ConfigError": ConfigError, "NonFiniteError": NonFiniteError, "Solver
 
 def launch(
     config: GMRFConfig, out_dir: str | os.PathLike | None = None, *, timeout: float = 60.0, startup: float = 120.0,
+    bare_rounds: int = 0,
 ) -> SimulationResult:
     """Run `config` with K local agent processes and return the assembled one-run result.
 
@@ -232,9 +253,10 @@ def launch(
     with contextlib.ExitStack() as stack:
         out = Path(out_dir) if out_dir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory()))
         out.mkdir(parents=True, exist_ok=True)
-        procs = spawn_agents(config, out, timeout=timeout)
+        procs = spawn_agents(config, out, timeout=timeout, bare_rounds=bare_rounds)
         try:
-            wait_agents(procs, out, deadline=startup + timeout + config.iters * 0.05, grace=timeout + 10)
+            deadline = startup + timeout + (config.iters + bare_rounds) * 0.05
+            wait_agents(procs, out, deadline=deadline, grace=timeout + 10)
         finally:
             for p in procs:
                 if p.poll() is None:
@@ -243,7 +265,9 @@ def launch(
         return collect(config, out)
 
 
-def spawn_agents(config: GMRFConfig, out: Path, *, timeout: float = 60.0, port: int | None = None) -> list:
+def spawn_agents(
+    config: GMRFConfig, out: Path, *, timeout: float = 60.0, port: int | None = None, bare_rounds: int = 0
+) -> list:
     """Start K agent processes (ranks 0..K-1) on 127.0.0.1; their stderr goes to ``out/stderr_<k>.txt``."""
     port = free_port() if port is None else port
     (out / "config.json").write_text(json.dumps(config.to_dict()))
@@ -252,7 +276,7 @@ def spawn_agents(config: GMRFConfig, out: Path, *, timeout: float = 60.0, port: 
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(config.agents),
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}  # fmt: skip
         cmd = [sys.executable, "-m", "taskrel.decentral.distributed", "--config", str(out / "config.json"),
-               "--out", str(out), "--timeout", str(timeout)]  # fmt: skip
+               "--out", str(out), "--timeout", str(timeout), "--bare-rounds", str(bare_rounds)]  # fmt: skip
         with open(out / f"stderr_{rank}.txt", "w") as err:
             procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err))
     return procs

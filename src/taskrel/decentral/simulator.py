@@ -218,3 +218,31 @@ def _assemble(agents: list[Agent]) -> np.ndarray:
     for agent in agents:
         lap[agent.k, agent.nbhd] = agent.learned_row
     return lap
+
+
+def phase_one_models(config: GMRFConfig, iters: int | None = None) -> tuple[np.ndarray, list[World]]:
+    """Only Phase I: non-cooperative LMS of every run and agent for `iters` (default ``config.switch``).
+
+    Uses the same streams and update function as `simulate` (so the models equal `simulate`'s
+    learned-graph iterates at the switch); returns models (R, K, M) and the runs' worlds. Cheaper
+    when only the graph-learning error is studied.
+    """
+    n_iters = config.schedule.switch if iters is None else int(iters)
+    adjacency = graph_of(config)
+    worlds = [build_world(config, r, adjacency) for r in range(config.runs)]
+    streams = [
+        [LinearStream(w.models[j], config.sigma_u, config.sigma_v, agent_generator(config.seed, r, j))
+         for j in range(config.agents)]
+        for r, w in enumerate(worlds)
+    ]  # fmt: skip
+    state = np.zeros((config.runs, config.agents, config.dim))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for n in chunk_sizes(n_iters):
+            chunks = [[s.next_chunk(n) for s in row] for row in streams]
+            u = np.stack([np.stack([c[0] for c in row]) for row in chunks])
+            d = np.stack([np.stack([c[1] for c in row]) for row in chunks])
+            for t in range(n):
+                state = alg.adapt(state, u[:, :, t], d[:, :, t], config.mu, "squared")
+    if not np.isfinite(state).all():
+        raise NonFiniteError(f"non-cooperative LMS diverged within {n_iters} iterations (lower μ)")
+    return state, worlds
