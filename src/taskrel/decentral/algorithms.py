@@ -132,7 +132,3 @@ class Schedule:
         """Step sizes (A,) of the algorithms at iteration `i`, in `ALGORITHMS` order."""
         learned = self.mu if i <= self.switch else self.mu_coop
         return np.array([self.mu, self.mu_coop, learned, self.mu_coop])
-
-    def cooperating(self, i: int) -> bool:
-        """Whether the learned-graph algorithm combines at iteration `i`."""
-        return i > self.switch

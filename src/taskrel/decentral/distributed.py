@@ -19,6 +19,10 @@ Launch
   (reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Every agent writes ``DIR/agent_<k>.npz``;
   rank 0 prints the run's JSON summary when DIR is shared (one machine or a shared file system).
 
+Stability: no agent knows λ_max(L̂), so each checks the Gershgorin bound of its own row,
+``μ'η Σ_l |L̂_kl| < 2`` (sufficient for ``μ'η λ_max(L̂) < 2``, the check the simulator makes
+exactly); a failing agent stops with `ConfigError`, which `launch` re-raises.
+
 Faults: every collective and point-to-point operation has a deadline (``timeout``); when a
 neighbour dies, its TCP connection closes and the waiting agents raise `DistributedError`, which
 makes their own neighbours fail the same way, so the whole network stops within about one
@@ -46,7 +50,7 @@ from taskrel.decentral import algorithms as alg
 from taskrel.decentral.agent import SHARED, Agent
 from taskrel.decentral.estimators import spectral_error
 from taskrel.decentral.problem import GMRFConfig, build_world, graph_of
-from taskrel.decentral.simulator import SimulationResult, _global_error
+from taskrel.decentral.simulator import SimulationResult, global_ml_error
 from taskrel.decentral.streams import chunk_sizes
 from taskrel.errors import ConfigError, DistributedError, NonFiniteError, SolverError, TaskrelError
 
@@ -156,7 +160,7 @@ def collect(config: GMRFConfig, out_dir: str | os.PathLike) -> SimulationResult:
     first_lap = _first_estimate(config, switch_models, world.adjacency)
     return SimulationResult(
         config, msd, np.array([spectral_error(first_lap, world.laplacian)]),
-        np.array([_global_error(switch_models, world)]), lap[None],
+        np.array([global_ml_error(switch_models, world)]), lap[None],
         np.stack([f["state"] for f in files], axis=1)[:, None], world.models[None], world.adjacency, world.laplacian,
     )  # fmt: skip
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,7 +52,6 @@ class GMRFConfig:
     shrinkage: float = 0.0
     project_sign: bool = False
     graph: str | None = None
-    extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if int(self.agents) != self.agents or self.agents < 2:
@@ -84,7 +83,6 @@ class GMRFConfig:
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        out.pop("extra")
         out["weights"] = list(self.weights)
         return out
 

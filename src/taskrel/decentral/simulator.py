@@ -63,7 +63,8 @@ class SimulationResult:
         }
 
 
-def _global_error(models: np.ndarray, world: World) -> float:
+def global_ml_error(models: np.ndarray, world: World) -> float:
+    """``‖L̂ - L‖₂²`` of the global GGL-constrained ML estimate from models (K, M) on the graph's support."""
     fit = laplacian_ml(block_trace_covariance(models), "ggl", support=world.adjacency)
     return spectral_error(fit.laplacian, world.laplacian)
 
@@ -141,7 +142,7 @@ class _Vectorised:
             self.learned[r] = lap
             if first:
                 self.errors.append(spectral_error(lap, world.laplacian))
-                self.errors_global.append(_global_error(models, world))
+                self.errors_global.append(global_ml_error(models, world))
 
     def check_finite(self, i: int) -> None:
         if not np.isfinite(self.state).all():
@@ -193,7 +194,7 @@ class _PerAgent:
             if first:
                 lap = _assemble(row)
                 self.errors.append(spectral_error(lap, world.laplacian))
-                self.errors_global.append(_global_error(np.stack(models), world))
+                self.errors_global.append(global_ml_error(np.stack(models), world))
 
     def check_finite(self, i: int) -> None:
         for row in self.agents:
