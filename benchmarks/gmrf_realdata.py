@@ -7,7 +7,7 @@
 Every agent runs SGD (μ = 0.01, 4000 steps, iterates averaged over the last 25 %); learned-graph
 diffusion learns L̂ after 2000 steps with the CGL-constrained ML estimator on the graph's support
 (combinatorial part, normalised to λ_max = 1) and η is chosen on the validation splits from
-{0.3, 1, 3, 10, 30}. Baselines: non-cooperative SGD, consensus (ATC, Metropolis weights) and one
+{0.3, 1, 3, 10, 30, 100}. Baselines: non-cooperative SGD, consensus (ATC, Metropolis weights) and one
 pooled model trained centrally on all training data (scikit-learn Ridge / LogisticRegression).
 Scores on the test splits, mean over tasks: MSE (School, standardised units; lower is better) and
 AUC (Landmine; higher is better); mean ± standard error over 3 seeds (split and stream seeds).
@@ -34,7 +34,7 @@ from taskrel.decentral.realdata import RealConfig, predict, run_real
 
 from common import RESULTS, write_result
 
-ETAS = (0.3, 1.0, 3.0, 10.0, 30.0)
+ETAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 def score(loss: str, scores: list[np.ndarray], ys: list[np.ndarray]) -> float:
