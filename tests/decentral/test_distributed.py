@@ -10,7 +10,7 @@ import pytest
 
 from taskrel.decentral import GMRFConfig, simulate
 from taskrel.decentral.distributed import EXIT_ERROR, launch, spawn_agents, wait_agents
-from taskrel.errors import DistributedError
+from taskrel.errors import ConfigError, DistributedError
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +29,11 @@ def test_processes_reproduce_the_simulator(tmp_path):
     assert np.abs(dist.learned_laplacian - sim.learned_laplacian).max() < 1e-10
     assert dist.summary()["laplacian_error"] == pytest.approx(sim.summary()["laplacian_error"], rel=1e-10)
     assert sorted(p.name for p in tmp_path.glob("agent_*.npz")) == [f"agent_{k}.npz" for k in range(3)]
+
+
+def test_an_agents_own_error_is_reported_as_such(tmp_path):
+    with pytest.raises(ConfigError, match="unstable"):
+        launch(GMRFConfig(agents=3, dim=4, iters=50, eta=1000.0), tmp_path, timeout=30)
 
 
 def test_killing_one_agent_stops_all_others_with_an_error(tmp_path):

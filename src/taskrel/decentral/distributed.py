@@ -97,6 +97,7 @@ def run_agent(rank: int, world_size: int, config: GMRFConfig, out_dir: str | os.
         raise ConfigError(f"world size {world_size} ≠ number of agents K={config.agents}")
     sched = config.schedule
     world = build_world(config, run=0)
+    alg.check_stability(world.laplacian, sched.mu_coop, config.eta, what="L (true)")  # oracle, as in `simulate`
     agent = Agent(rank, config, world, run=0)
     link = NeighbourLink(rank, agent.nbhd[1:])
     a, n_nbhd, m = len(alg.ALGORITHMS), len(agent.nbhd), config.dim
