@@ -83,8 +83,10 @@ def run(name: str, seeds: int) -> dict:
     summary = {m: {"mean": float(np.mean(v)), "se": float(np.std(v) / np.sqrt(seeds))} for m, v in values.items()}
     weights = np.clip(-(graphs[0] - np.diag(np.diag(graphs[0]))), 0, None)
     labels = [t.name for t in loader(split_seed=0).tasks]
-    graph_picture(weights, RESULTS / f"gmrf_realdata_{name}_graph.png", labels=labels,
-                  title=f"{name}: learned task graph (seed 0)", top=None if name == "landmine" else 200)  # fmt: skip
+    terrain = (np.arange(len(labels)) >= 15).astype(int) if name == "landmine" else None
+    title = f"{name}: learned task graph (seed 0)" + (", colour = terrain type" if name == "landmine" else "")
+    graph_picture(weights, RESULTS / f"gmrf_realdata_{name}_graph.png", labels=labels, title=title,
+                  top=None if name == "landmine" else 200, groups=terrain)  # fmt: skip
     out = {"metric": "test MSE (standardised)" if loss == "squared" else "test AUC", "summary": summary,
            "per_seed": per_seed}  # fmt: skip
     if name == "landmine":  # fields 1-15 and 16-29 are two terrain types

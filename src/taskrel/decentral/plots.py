@@ -40,9 +40,12 @@ def msd_curves(result, path: str | os.PathLike, *, title: str = "", smooth: int 
 
 def graph_picture(
     weights: np.ndarray, path: str | os.PathLike, *, labels: Sequence[str] | None = None, title: str = "",
-    top: int | None = None,
+    top: int | None = None, groups: Sequence[int] | None = None,
 ) -> None:
-    """Draw a weighted graph on a circle: edge width ∝ weight; only the `top` strongest edges if given."""
+    """Draw a weighted graph on a circle: edge width ∝ weight; only the `top` strongest edges if given.
+
+    `groups` (one integer per node) colours the nodes, e.g. by a known task family.
+    """
     w = np.asarray(weights, float)
     k = w.shape[0]
     angle = 2 * np.pi * np.arange(k) / k
@@ -57,7 +60,8 @@ def graph_picture(
     for idx in keep:
         i, j = iu[0][idx], iu[1][idx]
         ax.plot(*pos[[i, j]].T, color="C0", alpha=0.25 + 0.75 * vals[idx] / vmax, lw=0.5 + 3 * vals[idx] / vmax)
-    ax.scatter(*pos.T, s=30 if k > 40 else 120, color="C1", zorder=3)
+    colours = "C1" if groups is None else [f"C{1 + int(g) % 9}" for g in groups]
+    ax.scatter(*pos.T, s=30 if k > 40 else 120, color=colours, zorder=3)
     if labels is not None and k <= 40:
         for (x, y), name in zip(pos * 1.1, labels, strict=True):
             ax.text(x, y, name, ha="center", va="center", fontsize=7)
