@@ -29,7 +29,7 @@ def test_run_with_the_simulator_engine_matches_simulate(capsys):
 def test_run_with_real_processes_prints_the_same_json(capsys, monkeypatch):
     src = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "src"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
-    args = ["--agents", "3", "--dim", "6", "--mu", "0.01", "--iters", "200", "--seed", "2", "--json"]
+    args = ["--agents", "2", "--dim", "6", "--mu", "0.01", "--iters", "200", "--seed", "2", "--json"]
     assert main(["gmrf", "simulate", *args]) == 0
     sim = json.loads(capsys.readouterr().out)
     assert main(["gmrf", "run", "--engine", "dist", "--timeout", "30", *args]) == 0

@@ -33,7 +33,7 @@ def test_processes_reproduce_the_simulator(tmp_path):
 
 def test_an_agents_own_error_is_reported_as_such(tmp_path):
     with pytest.raises(ConfigError, match="unstable"):
-        launch(GMRFConfig(agents=3, dim=4, iters=50, eta=1000.0), tmp_path, timeout=30)
+        launch(GMRFConfig(agents=2, dim=4, iters=50, eta=1000.0), tmp_path, timeout=30)
 
 
 def test_killing_one_agent_stops_all_others_with_an_error(tmp_path):
