@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "taskrel.select.cli",
     "taskrel.predict.cli",
     "taskrel.weighting.cli",
+    "taskrel.decentral.cli",
     "taskrel.pipeline",
 )
 
