@@ -45,7 +45,7 @@ from taskrel.groups import group_name
 from taskrel.select.bounds import EigenBound
 from taskrel.select.colgen import ColumnGeneration
 from taskrel.select.highs import LinearModel, relative_gap
-from taskrel.select.partition_search import PartitionSearch, SearchResult
+from taskrel.select.partition_search import PartitionSearch, SearchResult, rule_weights
 from taskrel.select.problem import Constraints, GroupingProblem, Selection, Sense
 from taskrel.select.scores import Rule, check_matrix, check_rule, member_values, pairwise_candidates
 
@@ -55,15 +55,6 @@ COLGEN_MAX_TASKS = 60
 #: Above this many linearised products (slots × task pairs) HiGHS is not run when the local search
 #: has a partition: the model alone would take minutes to build and HiGHS finds nothing better.
 MAX_COMPACT_PRODUCTS = 200_000
-
-
-def _weights(rule: Rule, size: int) -> tuple[float, float]:
-    """(weight of the off-diagonal total, weight of the diagonal total) of a group of `size`."""
-    if rule == "ptg":
-        return 1.0 / size, 1.0 / size
-    if size == 1:
-        return 0.0, 1.0 if rule == "hoa" else 0.0
-    return 1.0 / (size - 1), 0.0
 
 
 @dataclass(frozen=True)
@@ -279,7 +270,7 @@ class PairwiseProblem:
         S = sign * self.matrix if with_objective else np.zeros_like(self.matrix)
         offset = 0.0 if con.cover or not with_objective else sign * con.uncovered_value
         sizes = [s for s in range(1, n + 1) if "size" not in active or con.size_allowed(s)]
-        weights = {s: _weights(self.rule, s) for s in sizes}
+        weights = {s: rule_weights(self.rule, s) for s in sizes}
         pair = S + S.T
         diag = np.diag(S)
         off_bounds, member_best = self._bounds(S, sizes, weights)
