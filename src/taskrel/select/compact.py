@@ -90,6 +90,11 @@ class PairwiseProblem:
         con.check_tasks(self.tasks)
 
     @property
+    def sign(self) -> float:
+        """+1 for maximisation, −1 for minimisation: the search and the bounds work in maximisation form."""
+        return 1.0 if self.sense == "max" else -1.0
+
+    @property
     def slots(self) -> int:
         con = self.constraints
         return con.n_groups or con.max_groups or len(self.tasks)
@@ -127,7 +132,7 @@ class PairwiseProblem:
             raise ConfigError(f"time_limit must be > 0 seconds, got {time_limit}")
         if not 0.0 <= gap < 1.0:
             raise ConfigError(f"gap must be in [0, 1), got {gap}")
-        sign = 1.0 if self.sense == "max" else -1.0
+        sign = self.sign
         incumbent = self._search(seed, None if time_limit is None else 0.25 * time_limit)
         best_groups, best_value = (incumbent.groups, incumbent.value) if incumbent else (None, -np.inf)
         bound = self._eigen_bound()
@@ -183,19 +188,23 @@ class PairwiseProblem:
         con = self.constraints
         if not con.cover:
             return None
-        sign = 1.0 if self.sense == "max" else -1.0
-        index = {t: i for i, t in enumerate(self.tasks)}
         search = PartitionSearch(
-            sign * self.matrix,
-            self.rule,
-            self.slots,
-            exact=con.n_groups is not None,
-            min_size=con.min_size,
-            max_size=con.max_size,
-            apart=[(index[a], index[b]) for a, b in con.apart],
-            together=[(index[a], index[b]) for a, b in con.together],
+            *self._partition_space(),
+            apart=self._index_pairs(con.apart),
+            together=self._index_pairs(con.together),
         )
         return search.run(seed=seed, starts=8, rounds=150, time_limit=time_limit)
+
+    def _partition_space(self) -> tuple:
+        """(matrix in maximisation form, rule, slots, exact group count, min size, max size): the
+        positional arguments `PartitionSearch` and `ColumnGeneration` share."""
+        con = self.constraints
+        return self.sign * self.matrix, self.rule, self.slots, con.n_groups is not None, con.min_size, con.max_size
+
+    def _index_pairs(self, pairs) -> list[tuple[int, int]]:
+        """Task-name pairs (`apart`, `together`) as index pairs."""
+        index = {t: i for i, t in enumerate(self.tasks)}
+        return [(index[a], index[b]) for a, b in pairs]
 
     def _colgen_applies(self) -> bool:
         con = self.constraints
@@ -205,24 +214,13 @@ class PairwiseProblem:
         self, incumbent: list[list[int]] | None, seed: int, time_limit: float | None, enough: float = -np.inf
     ) -> tuple[float | None, list[list[int]] | None, float] | None:
         """(set-partitioning bound, best partition over the generated columns, its value) or None."""
-        con = self.constraints
-        sign = 1.0 if self.sense == "max" else -1.0
-        cg = ColumnGeneration(
-            sign * self.matrix,
-            self.rule,
-            self.slots,
-            exact=con.n_groups is not None,
-            min_size=con.min_size,
-            max_size=con.max_size,
-            seed=seed,
-        )
+        cg = ColumnGeneration(*self._partition_space(), seed=seed)
         start = time.perf_counter()
         info = cg.run(incumbent or [], time_limit, enough=enough)
         if info["lp"] is None:
             return None
-        index = {t: i for i, t in enumerate(self.tasks)}
-        apart = [(index[a], index[b]) for a, b in con.apart]
-        together = [(index[a], index[b]) for a, b in con.together]
+        con = self.constraints
+        apart, together = self._index_pairs(con.apart), self._index_pairs(con.together)
         left = None if time_limit is None else max(time_limit - (time.perf_counter() - start), 0.5)
         groups = cg.restricted_master(apart, together, None if left is None else min(left, 10.0))
         value = sum(cg.value_of(g) for g in groups) if groups is not None else -np.inf
@@ -234,9 +232,8 @@ class PairwiseProblem:
         if not con.cover:
             return None
         n = len(self.tasks)
-        sign = 1.0 if self.sense == "max" else -1.0
         parts = [con.n_groups] if con.n_groups is not None else list(range(1, min(self.slots, n) + 1))
-        return EigenBound(sign * self.matrix, self.rule).bound(parts, con.min_size, con.max_size)
+        return EigenBound(self.sign * self.matrix, self.rule).bound(parts, con.min_size, con.max_size)
 
     def _families(self) -> list[str]:
         con = self.constraints
@@ -266,7 +263,7 @@ class PairwiseProblem:
         con = self.constraints
         n = len(self.tasks)
         slots = min(con.n_groups if "n_groups" in active else con.max_groups if "max_groups" in active else n, n)
-        sign = 1.0 if self.sense == "max" else -1.0
+        sign = self.sign
         S = sign * self.matrix if with_objective else np.zeros_like(self.matrix)
         offset = 0.0 if con.cover or not with_objective else sign * con.uncovered_value
         sizes = [s for s in range(1, n + 1) if "size" not in active or con.size_allowed(s)]
