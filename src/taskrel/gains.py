@@ -49,23 +49,18 @@ class GainTable:
 
         Every task that appears in a group must have at least one single-task run.
         """
-        if split not in SPLITS:
-            raise DataError(f"split must be one of {SPLITS}, got {split!r}")
         rows = []
         for group, seed, val, test in runs:
             members = parse_group(group, tasks)
             for task in members:
                 rows.append((group_name(members, tasks), task, int(seed), float(val[task]), float(test[task])))
-        frame = pd.DataFrame(rows, columns=list(COLUMNS[:-1]))
-        loss = f"{split}_loss"
-        singles = frame[frame["group"] == frame["task"]]
-        reference = singles.groupby("task")[loss].mean()
-        lacking = sorted(set(frame["task"]) - set(reference.index), key=list(tasks).index)
-        if lacking:
-            raise DataError(f"no single-task run for task(s) {lacking}: gains need an STL reference")
-        frame["gain"] = (frame["task"].map(reference) - frame[loss]) / frame["task"].map(reference)
+        frame = _with_gains(pd.DataFrame(rows, columns=list(COLUMNS[:-1])), split, tasks)
         frame = frame.sort_values(["group", "task", "seed"], key=_order_key(tasks), ignore_index=True)
         return cls(frame, tuple(tasks), split)
+
+    def with_split(self, split: str) -> GainTable:
+        """The same runs with the `gain` column computed from the losses on `split` ("test" or "val")."""
+        return GainTable(_with_gains(self.frame, split, self.tasks), self.tasks, split)
 
     @classmethod
     def read_csv(cls, path: str | os.PathLike, tasks: Sequence[str] | None = None, split: str = "test") -> GainTable:
@@ -158,6 +153,20 @@ class GainTable:
                 (source,) = group - {task}
                 out[index[source], index[task]] = value
         return out
+
+
+def _with_gains(frame: pd.DataFrame, split: str, tasks: Sequence[str]) -> pd.DataFrame:
+    """`frame` with ``gain`` from its `split` losses against the seed-mean single-task loss of each task."""
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {SPLITS}, got {split!r}")
+    loss = f"{split}_loss"
+    singles = frame[frame["group"] == frame["task"]]
+    reference = singles.groupby("task")[loss].mean()
+    lacking = sorted(set(frame["task"]) - set(reference.index), key=list(tasks).index)
+    if lacking:
+        raise DataError(f"no single-task run for task(s) {lacking}: gains need an STL reference")
+    stl = frame["task"].map(reference)
+    return frame.assign(gain=(stl - frame[loss]) / stl)
 
 
 def _order_key(tasks: Sequence[str]):

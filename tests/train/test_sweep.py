@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from taskrel.data import CHEMICAL_TASKS
-from taskrel.errors import ConfigError, StoreError
+from taskrel.errors import ConfigError, DataError, StoreError
 from taskrel.gains import GainTable
 from taskrel.groups import parse_group
 from taskrel.train import TrainConfig
@@ -195,3 +195,9 @@ def test_gains_from_store_follow_the_sign_convention(tmp_path):
     assert math.isnan(table.pairwise()[0, 1]) and table.pairwise()[8, 9] == pytest.approx(
         table.mean().query("group == '87|55' and task == '55'").gain.item()
     )
+    val = table.with_split("val")
+    stl_val = sum(r.val_loss["55"] for r in records if r.group == "55") / 2
+    row = val.frame[(val.frame.group == "87|55") & (val.frame.task == "55") & (val.frame.seed == 1)]
+    assert val.split == "val" and row.gain.item() == pytest.approx((stl_val - pair.val_loss["55"]) / stl_val)
+    with pytest.raises(DataError, match="split must be one of"):
+        table.with_split("train")

@@ -157,14 +157,6 @@ def select_and_realise(
     return {"groups": chosen, "serving": serving, "realised_loss": float(sum(realised.values())), "per_task": realised}
 
 
-def _val_gains(table: GainTable) -> pd.DataFrame:
-    """Measured gains on validation losses: what exhaustive training shows without touching test data."""
-    means = table.mean()
-    singles = means[means["group"] == means["task"]].set_index("task")["val_loss"]
-    reference = means["task"].map(singles)
-    return means.assign(gain=(reference - means["val_loss"]) / reference)[["group", "task", "gain"]]
-
-
 def selection_benchmark(
     table: GainTable,
     affinity: AffinityMatrix,
@@ -191,7 +183,7 @@ def selection_benchmark(
             str(k): select_and_realise(table, truth, k, serve="selection")["realised_loss"] for k in group_counts
         },
         "measured_val": {
-            str(k): select_and_realise(table, _val_gains(table), k)["realised_loss"] for k in group_counts
+            str(k): select_and_realise(table, table.with_split("val").mean(), k)["realised_loss"] for k in group_counts
         },
         "methods": {},
     }

@@ -69,15 +69,14 @@ def fit_spline_ridge(z: np.ndarray, y: np.ndarray, groups: np.ndarray, max_split
                 fold_mse[f] = ((oof[test] - y[test, None]) ** 2).mean(axis=0)
             for a in range(len(SPLINE_ALPHAS)):
                 settings.append((fold_mse[:, a], n_knots + degree - 1, degree, n_knots, a, oof[:, a]))
+    eligible = range(len(settings))  # a single group: no validation possible, the simplest curve wins
     if folds:
         means = np.array([m.mean() for m, *_ in settings])
         best = int(np.argmin(means))
         spread = settings[best][0]
         threshold = means[best] + (spread.std(ddof=1) / np.sqrt(len(spread)) if len(spread) > 1 else 0.0)
-        eligible = [i for i in range(len(settings)) if means[i] <= threshold + 1e-15]
-        chosen = min(eligible, key=lambda i: (settings[i][1], -SPLINE_ALPHAS[settings[i][4]]))
-    else:  # a single group: no validation possible, take the simplest, most penalised curve
-        chosen = min(range(len(settings)), key=lambda i: (settings[i][1], -SPLINE_ALPHAS[settings[i][4]]))
+        eligible = [i for i in eligible if means[i] <= threshold + 1e-15]
+    chosen = min(eligible, key=lambda i: (settings[i][1], -SPLINE_ALPHAS[settings[i][4]]))  # fewest basis, most penalty
     _, _, degree, n_knots, a, oof = settings[chosen]
     alpha = SPLINE_ALPHAS[a]
     held = ~np.isnan(oof)

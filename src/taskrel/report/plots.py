@@ -19,6 +19,7 @@ def save(fig: plt.Figure, path: str | os.PathLike) -> None:
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
+
 def heatmap(
     values: np.ndarray,
     labels: Sequence[str],
