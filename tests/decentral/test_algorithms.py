@@ -3,7 +3,7 @@ import pytest
 
 from taskrel.decentral import algorithms as alg
 from taskrel.decentral import graphs
-from taskrel.errors import ConfigError
+from taskrel.errors import ConfigError, NonFiniteError
 
 
 @pytest.mark.parametrize("loss", ["squared", "logistic"])
@@ -77,3 +77,11 @@ def test_schedule():
     for bad in ({"switch": 0}, {"switch": 100}, {"mu": 0.0}, {"mu_coop": -1.0}, {"update_every": 0}):
         with pytest.raises(ConfigError):
             alg.Schedule(**{"iters": 100, "switch": 40, "mu": 0.01, "mu_coop": 0.01, **bad})
+
+
+def test_non_finite_models_are_reported_by_algorithm_and_agent():
+    state = np.zeros((len(alg.ALGORITHMS), 3, 2))
+    alg.check_finite(state, 7)  # finite: nothing raised
+    state[alg.LEARNED, 1, 0] = np.inf
+    with pytest.raises(NonFiniteError, match=r"agent 4: models of \['learned'\] became non-finite by iteration 7"):
+        alg.check_finite(state, 7, "agent 4: ")

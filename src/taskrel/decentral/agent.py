@@ -14,7 +14,6 @@ from taskrel.decentral.estimators import local_laplacian_row, symmetrise_edge
 from taskrel.decentral.graphs import neighbourhood
 from taskrel.decentral.problem import GMRFConfig, World
 from taskrel.decentral.streams import LinearStream, agent_generator
-from taskrel.errors import NonFiniteError
 
 #: Algorithms whose adapted models are exchanged every iteration (all but the non-cooperative one).
 SHARED = slice(1, None)
@@ -65,9 +64,7 @@ class Agent:
         self.squared_error.append(np.einsum("am,am->a", err, err))
 
     def check_finite(self, i: int) -> None:
-        if not np.isfinite(self.state).all():
-            bad = [alg.ALGORITHMS[a] for a in range(self.state.shape[0]) if not np.isfinite(self.state[a]).all()]
-            raise NonFiniteError(f"agent {self.k}: models of {bad} became non-finite by iteration {i} (diverged)")
+        alg.check_finite(self.state, i, f"agent {self.k}: ")
 
     # graph learning ---------------------------------------------------------------------------
     def learned_model(self) -> np.ndarray:

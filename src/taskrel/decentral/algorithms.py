@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from taskrel.errors import ConfigError
+from taskrel.errors import ConfigError, NonFiniteError
 
 #: The algorithms every engine runs side by side on the same samples (leading state axis).
 ALGORITHMS = ("noncoop", "consensus", "learned", "true")
@@ -55,6 +55,13 @@ def combine(weights: np.ndarray, psi: np.ndarray) -> np.ndarray:
 def laplacian_combination(lap_rows: np.ndarray, identity_rows: np.ndarray, step: float, eta: float) -> np.ndarray:
     """Rows of ``I - μ'η L``: `lap_rows` are rows of L (or L̂), `identity_rows` the matching rows of I."""
     return identity_rows - step * eta * lap_rows
+
+
+def check_finite(state: np.ndarray, iteration: int, where: str = "") -> None:
+    """Raise `NonFiniteError` naming the algorithms whose models (axis 0 of `state`) are no longer finite."""
+    if not np.isfinite(state).all():
+        bad = [name for a, name in enumerate(ALGORITHMS) if not np.isfinite(state[a]).all()]
+        raise NonFiniteError(f"{where}models of {bad} became non-finite by iteration {iteration} (diverged; lower μ)")
 
 
 def check_stability(lap: np.ndarray, step: float, eta: float, what: str = "L̂") -> float:

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from taskrel.decentral.algorithms import ALGORITHMS
+from taskrel.report.plots import save
 
 LABELS = {"noncoop": "non-cooperative", "consensus": "consensus (ATC)", "learned": "learned L̂", "true": "true L"}
 STYLES = {"noncoop": ("C0", "-"), "consensus": ("C3", "-"), "learned": ("C2", "-"), "true": ("k", "--")}
@@ -33,9 +34,7 @@ def msd_curves(result, path: str | os.PathLike, *, title: str = "", smooth: int 
     ax.set_title(title or f"K={result.config.agents}, M={result.config.dim}, R={result.config.runs}")
     ax.legend(frameon=False)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save(fig, path)
 
 
 def graph_picture(
@@ -68,6 +67,4 @@ def graph_picture(
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save(fig, path)

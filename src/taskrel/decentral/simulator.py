@@ -145,9 +145,7 @@ class _Vectorised:
                 self.errors_global.append(global_ml_error(models, world))
 
     def check_finite(self, i: int) -> None:
-        if not np.isfinite(self.state).all():
-            bad = [name for a, name in enumerate(alg.ALGORITHMS) if not np.isfinite(self.state[a]).all()]
-            raise NonFiniteError(f"models of {bad} became non-finite by iteration {i} (diverged; lower μ)")
+        alg.check_finite(self.state, i)
 
     def result(self) -> SimulationResult:
         w = self.worlds[0]
