@@ -1,8 +1,9 @@
 """The `taskrel` command: one entry point, one sub-command per capability.
 
 Each capability module exposes ``register(subparsers)``, which adds its sub-command and sets
-``func`` on the parsed arguments. Errors raised on purpose (`taskrel.errors.TaskrelError`) are
-printed as one line on stderr with exit code 2; nothing is swallowed.
+``func`` on the parsed arguments. Exit codes: 0 success, 1 a sweep with failed runs, 2 a usage
+error or a `taskrel.errors.TaskrelError` (bad input, infeasible constraints, ...), printed as one
+line on stderr, 3 an internal error (one line, and the traceback with ``--debug``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import importlib
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 
 from taskrel.errors import TaskrelError
@@ -33,10 +35,16 @@ def emit_json(payload: object) -> None:
     sys.stdout.write("\n")
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one stderr line (exit 2), like every other error."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="taskrel", description="Learn how tasks relate in multi-task learning, and act on it."
-    )
+    parser = Parser(prog="taskrel", description="Learn how tasks relate in multi-task learning, and act on it.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -48,8 +56,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except TaskrelError as exc:
-        print(f"taskrel {args.command}: error: {exc}", file=sys.stderr)
+        print(f"taskrel {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug, or an error of a user's own code: one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"taskrel {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(rerun as `taskrel --debug ...` for the traceback)",
+            file=sys.stderr,
+        )
+        return 3
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":

@@ -53,7 +53,14 @@ class GainTable:
         for group, seed, val, test in runs:
             members = parse_group(group, tasks)
             for task in members:
-                rows.append((group_name(members, tasks), task, int(seed), float(val[task]), float(test[task])))
+                losses = []
+                for name, split_losses in (("val", val), ("test", test)):
+                    if split_losses is None or task not in split_losses:
+                        raise DataError(f"run {group!r} seed {seed} has no {name} loss for its task {task!r}")
+                    losses.append(float(split_losses[task]))
+                    if not np.isfinite(losses[-1]):
+                        raise NonFiniteError(f"run {group!r} seed {seed}: {name} loss of task {task!r} is {losses[-1]}")
+                rows.append((group_name(members, tasks), task, int(seed), *losses))
         frame = _with_gains(pd.DataFrame(rows, columns=list(COLUMNS[:-1])), split, tasks)
         frame = frame.sort_values(["group", "task", "seed"], key=_order_key(tasks), ignore_index=True)
         return cls(frame, tuple(tasks), split)
@@ -64,25 +71,67 @@ class GainTable:
 
     @classmethod
     def read_csv(cls, path: str | os.PathLike, tasks: Sequence[str] | None = None, split: str = "test") -> GainTable:
-        """Read a table written by `to_csv` (task order taken from the single-task rows if not given)."""
+        """Read a table written by `to_csv` or `taskrel gains`, checking every row.
+
+        `tasks` fixes the task order; by default it is the order of the single-task rows in the file
+        (every task needs one: it is the STL reference). The `gain` column is recomputed from the
+        `split` losses with the formula of `from_runs`, so a table read with ``split="val"`` holds
+        validation gains whatever split it was exported with. Raises `DataError` naming the file,
+        row and column of the first problem (empty file, missing column, non-numeric or non-finite
+        value, empty or non-canonical group, task outside its group, duplicated run, no STL row).
+        """
+        if split not in SPLITS:
+            raise DataError(f"split must be one of {SPLITS}, got {split!r}")
         try:
-            frame = pd.read_csv(path, dtype={"group": str, "task": str})
-        except (OSError, pd.errors.ParserError) as exc:
-            raise DataError(f"{path}: cannot read gain table ({exc})") from exc
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{path}: empty file; expected a header {','.join(COLUMNS)} and rows") from None
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raise DataError(f"{path}: cannot read gain table ({exc})") from None
         missing = [c for c in COLUMNS if c not in frame.columns]
         if missing:
-            raise DataError(f"{path}: missing column(s) {missing}")
-        numeric = frame[["val_loss", "test_loss", "gain"]].to_numpy(float)
-        if not np.isfinite(numeric).all():
-            row = int(np.argwhere(~np.isfinite(numeric))[0, 0])
-            raise NonFiniteError(f"{path}: row {row + 2} has a non-finite value")
+            raise DataError(f"{path}: missing column(s) {missing}; expected {','.join(COLUMNS)}")
+        if frame.empty:
+            raise DataError(f"{path}: no rows after the header")
+        frame = frame[list(COLUMNS)].copy()
+        for column in ("seed", "val_loss", "test_loss", "gain"):
+            values = pd.to_numeric(frame[column], errors="coerce")
+            bad = values.isna() | ~np.isfinite(values.to_numpy(float))
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataError(
+                    f"{path} row {row + 2}, column {column!r}: {frame[column].iloc[row]!r} is not a finite number"
+                )
+            frame[column] = values
+        if (frame["seed"] != frame["seed"].round()).any():
+            row = int(np.flatnonzero((frame["seed"] != frame["seed"].round()).to_numpy())[0])
+            raise DataError(f"{path} row {row + 2}, column 'seed': {frame['seed'].iloc[row]} is not an integer")
+        frame["seed"] = frame["seed"].astype(int)
+        for row, (group, task) in enumerate(zip(frame["group"], frame["task"], strict=True)):
+            if not group.strip() or not task.strip():
+                raise DataError(f"{path} row {row + 2}: empty {'group' if not group.strip() else 'task'} cell")
         if tasks is None:
-            tasks = list(dict.fromkeys(t for g in frame["group"] for t in g.split("|")))
-        for i, (group, task) in enumerate(zip(frame["group"], frame["task"], strict=True)):
-            members = parse_group(group, tasks, f"{path} row {i + 2}")
+            tasks = list(dict.fromkeys(frame.loc[frame["group"] == frame["task"], "task"]))
+            if not tasks:
+                raise DataError(f"{path}: no single-task rows (group = task); gains need an STL reference per task")
+        for row, (group, task) in enumerate(zip(frame["group"], frame["task"], strict=True)):
+            where = f"{path} row {row + 2}"
+            members = parse_group(group, tasks, where)
+            canonical = group_name(members, tasks)
+            if canonical != group:
+                raise DataError(
+                    f"{where}: group {group!r} is not in task order ({', '.join(tasks)}); write {canonical!r}"
+                )
             if task not in members:
-                raise UnknownTaskError(f"{path} row {i + 2}: task {task!r} is not a member of group {group!r}")
-        return cls(frame, tuple(tasks), split)
+                raise UnknownTaskError(f"{where}: task {task!r} is not a member of group {group!r}")
+        duplicated = frame.duplicated(["group", "task", "seed"])
+        if duplicated.any():
+            row = int(np.flatnonzero(duplicated.to_numpy())[0])
+            raise DataError(
+                f"{path} row {row + 2}: run {frame['group'].iloc[row]!r} seed {frame['seed'].iloc[row]} task "
+                f"{frame['task'].iloc[row]!r} appears twice"
+            )
+        return cls(_with_gains(frame, split, tasks, str(path)), tuple(tasks), split)
 
     def to_csv(self, path: str | os.PathLike) -> None:
         self.frame.to_csv(path, index=False, float_format="%.6g")
@@ -155,7 +204,7 @@ class GainTable:
         return out
 
 
-def _with_gains(frame: pd.DataFrame, split: str, tasks: Sequence[str]) -> pd.DataFrame:
+def _with_gains(frame: pd.DataFrame, split: str, tasks: Sequence[str], where: str = "gain table") -> pd.DataFrame:
     """`frame` with ``gain`` from its `split` losses against the seed-mean single-task loss of each task."""
     if split not in SPLITS:
         raise DataError(f"split must be one of {SPLITS}, got {split!r}")
@@ -164,7 +213,10 @@ def _with_gains(frame: pd.DataFrame, split: str, tasks: Sequence[str]) -> pd.Dat
     reference = singles.groupby("task")[loss].mean()
     lacking = sorted(set(frame["task"]) - set(reference.index), key=list(tasks).index)
     if lacking:
-        raise DataError(f"no single-task run for task(s) {lacking}: gains need an STL reference")
+        raise DataError(f"{where}: no single-task run for task(s) {lacking}: gains need an STL reference")
+    zero = sorted(t for t, v in reference.items() if not v > 0)
+    if zero:
+        raise DataError(f"{where}: the STL {split} loss of task(s) {zero} is not positive; gains are relative to it")
     stl = frame["task"].map(reference)
     return frame.assign(gain=(stl - frame[loss]) / stl)
 

@@ -134,7 +134,6 @@ def run_pipeline(
     """
     problem = load_problem(problem)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     tasks = list(problem.tasks)
     fingerprint = check_fingerprint(problem)
     name = str(fingerprint.get("name", "problem"))
@@ -145,6 +144,7 @@ def run_pipeline(
         raise ConfigError(
             f"--budget needs enumerated candidate groups (≤ {MAX_ENUMERATED_TASKS} tasks); {name} has {len(tasks)}"
         )
+    out.mkdir(parents=True, exist_ok=True)
     store = Path(store) if store is not None else out / "runs.db"
     open_store(store, problem).close()  # a store of another problem is refused before any training
     sweep = dict(workers=workers, executor=executor, address=address, progress=progress)

@@ -1,4 +1,8 @@
-"""Plots people would rather look at than read: heat maps, scatter plots, curves (PNG, Agg)."""
+"""Plots people would rather look at than read: heat maps, scatter plots, curves (PNG).
+
+Figures are made with matplotlib's object API (`matplotlib.figure.Figure`), never through pyplot,
+so plotting leaves the user's matplotlib backend and open figures alone.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,21 @@ import os
 from collections.abc import Sequence
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
 
 
-def save(fig: plt.Figure, path: str | os.PathLike) -> None:
-    """Write `fig` as a PNG at the resolution of every taskrel plot and release it."""
+def subplots(figsize: tuple[float, float], **options):
+    """A new figure and its axes, outside pyplot (``Figure.subplots`` options)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(**options)
+
+
+def save(fig: Figure, path: str | os.PathLike) -> None:
+    """Write `fig` as a PNG at the resolution of every taskrel plot."""
     fig.tight_layout()
     fig.savefig(path, dpi=130)
-    plt.close(fig)
 
 
 def heatmap(
@@ -40,13 +47,13 @@ def heatmap(
     n = len(labels)
     annotate = n <= 12 if annotate is None else annotate
     size = max(4.5, 0.55 * n + 2.5)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    fig, ax = subplots(figsize=(size + 1.2, size))
     scaled = values.copy()
     if diagonal_apart and n > 1:
         np.fill_diagonal(scaled, np.nan)
     finite = scaled[np.isfinite(scaled)]
     bound = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
-    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#dddddd")
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#dddddd")
     image = ax.imshow(np.ma.masked_invalid(scaled), cmap=cmap, norm=TwoSlopeNorm(0.0, -bound, bound))
     ax.set_xticks(range(n), labels, rotation=90 if n > 12 else 45, ha="right" if n <= 12 else "center")
     ax.set_yticks(range(n), labels)
@@ -77,7 +84,7 @@ def scatter(
 ) -> None:
     """Predicted vs measured scatter with the identity line and Pearson r in the title."""
     predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
-    fig, ax = plt.subplots(figsize=(5.2, 5))
+    fig, ax = subplots(figsize=(5.2, 5))
     kinds = list(dict.fromkeys(groups)) if groups is not None else [None]
     for kind in kinds:
         mask = np.ones(len(measured), bool) if kind is None else np.asarray(groups) == kind
@@ -105,7 +112,7 @@ def grouped_bars(
     ylabel: str = "",
 ) -> None:
     """Side-by-side bars: one group of bars per category, one bar per series."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(categories) * max(1, len(series)) / 2 + 2), 4))
+    fig, ax = subplots(figsize=(max(6, 0.7 * len(categories) * max(1, len(series)) / 2 + 2), 4))
     width = 0.8 / len(series)
     x = np.arange(len(categories))
     for k, (name, values) in enumerate(series.items()):
@@ -127,7 +134,7 @@ def curves(
     ylabel: str = "",
 ) -> None:
     """Lines with a shaded ±spread band: `series` maps a label to (means, spreads)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for name, (mean, spread) in series.items():
         mean, spread = np.asarray(mean, float), np.asarray(spread, float)
         ax.plot(x, mean, marker="o", label=name)
