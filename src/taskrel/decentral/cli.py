@@ -10,9 +10,12 @@ of iterations).
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 
 from taskrel.decentral.graphs import TOPOLOGIES
 from taskrel.decentral.problem import GMRFConfig
+from taskrel.errors import TaskrelError
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -67,9 +70,9 @@ def _report(result, args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    config = config_from_args(args, runs=args.runs)  # validated (step-size bounds) before the engine loads
     from taskrel.decentral.simulator import simulate
 
-    config = config_from_args(args, runs=args.runs)
     return _report(simulate(config, progress=not (args.quiet or args.json)), args)
 
 
@@ -97,3 +100,16 @@ def register(subparsers) -> None:
     run.add_argument("--timeout", type=float, default=60.0, help="seconds before a silent neighbour is an error")
     run.add_argument("--out", default=None, help="keep the agents' files in this directory")
     run.set_defaults(func=_run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``taskrel gmrf ...`` on its own parser: the same commands and errors as `taskrel.cli.main`,
+    without importing the other capabilities (torch, scikit-learn), so bad arguments fail at once."""
+    parser = argparse.ArgumentParser(prog="taskrel")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TaskrelError as exc:
+        print(f"taskrel {args.command}: error: {exc}", file=sys.stderr)
+        return 2

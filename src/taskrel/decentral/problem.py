@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from taskrel.decentral.algorithms import Schedule
+from taskrel.decentral.algorithms import Schedule, check_step_size
 from taskrel.decentral.graphs import (
     TOPOLOGIES,
     check_weights,
@@ -70,7 +70,11 @@ class GMRFConfig:
             raise ConfigError(f"unknown topology {self.topology!r}; use one of {TOPOLOGIES}")
         if self.self_loops < 0:
             raise ConfigError(f"self_loops (V) must be ≥ 0, got {self.self_loops}")
-        self.schedule  # noqa: B018  (validates iters / switch / steps)
+        sched = self.schedule  # validates iters / switch / steps
+        trace = self.dim * self.sigma_u**2
+        text = f"M·σ_u² = {self.dim}·{self.sigma_u:g}²"
+        for name, step in (("μ", sched.mu), ("μ'", sched.mu_coop)):
+            check_step_size(step, trace, name=name, trace_text=text)
 
     @property
     def schedule(self) -> Schedule:
