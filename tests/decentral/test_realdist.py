@@ -10,9 +10,10 @@ from taskrel.cli import main
 from taskrel.decentral.distributed import launch_real
 from taskrel.decentral.graphs import make_graph
 from taskrel.decentral.realdata import RealConfig, run_source
-from taskrel.decentral.sources import DatasetSource
+from taskrel.decentral.sources import DatasetSource, FileSource
+from taskrel.errors import ConfigError, DistributedError
 
-from .test_sources import DECENTRAL
+from .test_sources import DECENTRAL, write_agents
 
 pytestmark = pytest.mark.slow
 
@@ -59,3 +60,30 @@ def test_landmine_through_the_command_dist_equals_sim_and_saves_the_graph(tmp_pa
     header = (tmp_path / "learned_laplacian.csv").read_text().splitlines()[0]
     assert header == ",2,5,11,17,23"
     assert (tmp_path / "learned_graph.png").stat().st_size > 5_000
+
+
+@pytest.mark.parametrize("fault", ["missing", "malformed"])
+def test_a_bad_agent_file_stops_every_agent_naming_it(tmp_path, fault):
+    paths = write_agents(tmp_path, k=3)
+    if fault == "missing":
+        paths[1].unlink()
+        cause = r"a1\.npz is missing"
+    else:
+        paths[1].write_bytes(b"these bytes are not an npz archive")
+        cause = r"a1\.npz: not a readable \.npz file"
+    source = FileSource(paths)
+    adjacency = make_graph("random", 3, average_degree=2, weights=1.0, seed=0)
+    out = tmp_path / "run"
+    with pytest.raises(DistributedError, match=rf"agent 1 \(a1\) could not start: DataError: .*{cause}"):
+        launch_real(source, adjacency, RealConfig(mu=0.05, iters=100, **DECENTRAL), out, timeout=10)
+    for k in range(3):
+        report = json.loads((out / f"error_{k}.json").read_text())
+        assert report["type"] == "DistributedError" and "agent 1 (a1) could not start: DataError" in report["message"]
+
+
+def test_an_agents_unstable_step_is_its_own_config_error(tmp_path):
+    source = FileSource(write_agents(tmp_path, k=3))
+    adjacency = make_graph("random", 3, average_degree=2, weights=1.0, seed=0)
+    with pytest.raises(ConfigError, match=r"agent \d \(a\d\): step size μ = 1.5 is unstable"):
+        config = RealConfig(mu=1.5, eta=1.0, iters=100, **DECENTRAL)
+        launch_real(source, adjacency, config, tmp_path / "run", timeout=10)
