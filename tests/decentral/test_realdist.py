@@ -2,6 +2,9 @@
 
 import json
 import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -87,3 +90,42 @@ def test_an_agents_unstable_step_is_its_own_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"agent \d \(a\d\): step size μ = 1.5 is unstable"):
         config = RealConfig(mu=1.5, eta=1.0, iters=100, **DECENTRAL)
         launch_real(source, adjacency, config, tmp_path / "run", timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _summary_line(*outputs: str) -> dict:
+    lines = [line for out in outputs for line in out.splitlines() if line.startswith('{"algorithms"')]
+    assert len(lines) == 1, outputs
+    return json.loads(lines[0])
+
+
+def test_two_torchrun_nodes_equal_one_launch_and_the_in_process_run(tmp_path):
+    (tmp_path / "data").mkdir()
+    write_agents(tmp_path / "data", k=4)
+    spec = tmp_path / "run.json"
+    common = ["--data", str(tmp_path / "data"), "--iters", "300", "--mu", "0.05", "--degree", "2", "--seed", "4"]
+    assert main(["gmrf", "run", *common, "--spec", str(spec)]) == 0
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    entry = ["-m", "taskrel.decentral.distributed", "--config", str(spec), "--timeout", "60", "--summary"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
+    one_node = [*torchrun, "--standalone", "--nnodes=1", "--nproc_per_node=4", *entry, "--out", str(tmp_path / "one")]
+    single = subprocess.run(one_node, env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    endpoint = f"--rdzv-endpoint=127.0.0.1:{_free_port()}"
+    nodes = [subprocess.Popen([*torchrun, "--nnodes=2", f"--node_rank={r}", "--nproc_per_node=2", "--rdzv-backend=c10d",
+                               endpoint, *entry, "--out", str(tmp_path / "two")], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in (0, 1)]  # fmt: skip
+    outputs = [p.communicate(timeout=300) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
+    two = _summary_line(*(out for out, _ in outputs))
+    one = _summary_line(single.stdout)
+    assert_same_run(two, one, tol=1e-12)
+    adjacency = make_graph("random", 4, average_degree=2, weights=1.0, seed=4)
+    config = RealConfig(mu=0.05, eta=1.0, iters=300, seed=4, **DECENTRAL)
+    sim = run_source(FileSource.from_directory(tmp_path / "data"), adjacency, config)
+    assert_same_run(one, sim)

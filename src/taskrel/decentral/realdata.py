@@ -258,7 +258,7 @@ def run_source(source, adjacency: np.ndarray, config: RealConfig) -> dict:
     Loads every agent's data into this one process (the process engine loads one agent per
     process) and returns `summarise`'s JSON for the test splits.
     """
-    data = [source.load(k) for k in range(len(source.names))]
+    data = source.load_all()
     result = run_real([(d.x_train, d.y_train) for d in data], adjacency, source.loss, config, names=source.names)
     models = np.stack([result.models[name] for name in REAL_ALGORITHMS], axis=1)  # (K, A, d + 1)
     scores = np.stack([agent_scores(w, d.x_test, d.y_test, source.loss) for w, d in zip(models, data, strict=True)])

@@ -1,7 +1,8 @@
 """Per-agent real data: where agent k's rows come from, opened by agent k alone.
 
 A source knows the agents' names, the loss and how to find each agent's data WITHOUT reading any
-agent's rows; ``load(k)`` reads agent k's data only. A process of the distributed engine calls
+agent's rows; ``load(k)`` reads agent k's data only (``load_all()`` every agent's, for the
+in-process engine). A process of the distributed engine calls
 ``load(rank)`` and nothing else, so an agent never holds another agent's rows:
 
 * `DatasetSource`: agent k = task ``tasks[k]`` of a built-in multi-task dataset (School, Landmine,
@@ -84,10 +85,22 @@ class DatasetSource:
         return cls(dataset, ordered, loss, split_seed=split_seed, data_dir=data_dir)
 
     def load(self, k: int) -> AgentData:
+        name = self.names[_check_agent(k, len(self.names))]
+        return self._agent(self._dataset(), name)
+
+    def load_all(self) -> list[AgentData]:
+        """Every agent's data, reading the dataset once (the in-process engine)."""
+        data = self._dataset()
+        return [self._agent(data, name) for name in self.names]
+
+    def _dataset(self):
         from taskrel.data import load_dataset
 
-        name = self.names[_check_agent(k, len(self.names))]
-        task = load_dataset(self.dataset, data_dir=self.data_dir, split_seed=self.split_seed).task(name)
+        return load_dataset(self.dataset, data_dir=self.data_dir, split_seed=self.split_seed)
+
+    @staticmethod
+    def _agent(data, name: str) -> AgentData:
+        task = data.task(name)
         return AgentData(name, task.train.x, task.train.y, task.test.x, task.test.y)
 
     def spec(self) -> dict:
@@ -148,6 +161,10 @@ class FileSource:
         if train.size == 0 or test.size == 0:
             raise DataError(f"{path}: {len(y)} rows leave the train or the test part empty")
         return AgentData(self.names[k], x[train], y[train], x[test], y[test])
+
+    def load_all(self) -> list[AgentData]:
+        """Every agent's data (the in-process engine)."""
+        return [self.load(k) for k in range(len(self.paths))]
 
     def spec(self) -> dict:
         return {"kind": "files", "paths": list(self.paths), "loss": self.loss, "test_fraction": self.test_fraction,
