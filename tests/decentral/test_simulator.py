@@ -107,3 +107,10 @@ def test_phase_one_models_equal_the_simulators_non_cooperative_iterates():
     config = GMRFConfig(agents=5, dim=8, iters=301, switch=300, runs=2)
     models, _ = phase_one_models(config, iters=301)
     assert np.abs(simulate(config).final_models[ALGORITHMS.index("noncoop")] - models).max() < 1e-12
+
+
+def test_skipping_the_global_reference_changes_nothing_else():
+    config = GMRFConfig(agents=5, dim=8, iters=300, runs=2)
+    full, bare = simulate(config), simulate(config, reference=False)
+    assert np.isnan(bare.laplacian_error_global).all() and np.isfinite(full.laplacian_error_global).all()
+    assert np.array_equal(full.msd, bare.msd) and np.array_equal(full.laplacian_error, bare.laplacian_error)

@@ -409,6 +409,10 @@ def worker_main(argv: list[str] | None = None) -> int:
                 dist.barrier()
             except RuntimeError as exc:
                 raise DistributedError(f"agent {rank}: final barrier failed: {exc}") from exc
+        except TaskrelError as exc:  # recorded while this agent's connections are still open
+            if not isinstance(exc, DistributedError):
+                rendezvous.fault(f"agent {rank} stopped: {type(exc).__name__}: {exc}")
+            raise
         finally:
             with contextlib.suppress(RuntimeError):
                 dist.destroy_process_group()
@@ -416,8 +420,6 @@ def worker_main(argv: list[str] | None = None) -> int:
             print(json.dumps(summary if spec.get("kind") == "real" else collect(config, out).summary()))
         return 0
     except TaskrelError as exc:
-        if rendezvous is not None and not isinstance(exc, DistributedError):
-            rendezvous.fault(f"agent {rank} stopped: {type(exc).__name__}: {exc}")
         report = {"agent": rank, "type": type(exc).__name__, "message": str(exc)}
         with contextlib.suppress(OSError):
             (out / f"error_{rank}.json").write_text(json.dumps(report))

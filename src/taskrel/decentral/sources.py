@@ -79,10 +79,9 @@ class DatasetSource:
 
         data = load_dataset(dataset, data_dir=data_dir, split_seed=split_seed)
         names = data.task_names if tasks is None else [str(t) for t in tasks]
-        check_tasks(set(names), data.task_names, f"dataset {dataset!r}")
-        ordered = [t for t in data.task_names if t in set(names)] if tasks is None else names
+        check_tasks(names, data.task_names, f"dataset {dataset!r}")
         loss = "logistic" if data.kind == "binary" else "squared"
-        return cls(dataset, ordered, loss, split_seed=split_seed, data_dir=data_dir)
+        return cls(dataset, names, loss, split_seed=split_seed, data_dir=data_dir)
 
     def load(self, k: int) -> AgentData:
         name = self.names[_check_agent(k, len(self.names))]
