@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from taskrel.decentral import GMRFConfig, simulate
+from taskrel.decentral import algorithms as alg
 from taskrel.decentral.algorithms import ALGORITHMS
-from taskrel.errors import ConfigError, NonFiniteError
+from taskrel.errors import ConfigError
 
 
 def test_vectorised_and_per_agent_engines_agree():
@@ -81,8 +82,23 @@ def test_disconnected_graph_file(tmp_path):
 def test_unstable_coupling_and_divergence_fail_loudly():
     with pytest.raises(ConfigError, match="unstable"):
         simulate(GMRFConfig(agents=5, dim=4, eta=1000.0, iters=10))
-    with pytest.raises(NonFiniteError, match="diverged"):
-        simulate(GMRFConfig(agents=4, dim=50, mu=1.0, eta=0.01, iters=2000))
+
+
+def test_a_step_beyond_the_lms_bound_is_refused_before_any_iteration():
+    with pytest.raises(ConfigError, match=r"μ·tr\(R_u\) = 50 ≥ 2; a stable choice is μ = 0.02"):
+        GMRFConfig(agents=4, dim=50, mu=1.0, eta=0.01, iters=2000)
+    with pytest.raises(ConfigError, match=r"μ' = 0.05 is unstable"):
+        GMRFConfig(agents=4, dim=50, mu=0.02, mu_coop=0.05)
+    # the bound is real: plain LMS at the refused μ blows up, at the suggested μ it converges
+    rng = np.random.default_rng(0)
+    target = rng.standard_normal(50)
+    for mu, converges in ((1.0, False), (0.02, True)):
+        w = np.zeros(50)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for _ in range(2000):
+                u = rng.standard_normal(50)
+                w = alg.adapt(w, u, u @ target, mu, "squared")
+        assert bool(np.all(np.abs(w - target) < 0.1)) == converges
 
 
 def test_phase_one_models_equal_the_simulators_non_cooperative_iterates():
@@ -91,3 +107,10 @@ def test_phase_one_models_equal_the_simulators_non_cooperative_iterates():
     config = GMRFConfig(agents=5, dim=8, iters=301, switch=300, runs=2)
     models, _ = phase_one_models(config, iters=301)
     assert np.abs(simulate(config).final_models[ALGORITHMS.index("noncoop")] - models).max() < 1e-12
+
+
+def test_skipping_the_global_reference_changes_nothing_else():
+    config = GMRFConfig(agents=5, dim=8, iters=300, runs=2)
+    full, bare = simulate(config), simulate(config, reference=False)
+    assert np.isnan(bare.laplacian_error_global).all() and np.isfinite(full.laplacian_error_global).all()
+    assert np.array_equal(full.msd, bare.msd) and np.array_equal(full.laplacian_error, bare.laplacian_error)

@@ -5,38 +5,33 @@ a Gaussian Markov random field whose precision is an unknown graph Laplacian L; 
 L̂ from their current models and cooperate by Laplacian-regularised diffusion. Modules:
 
 * `graphs`: topologies, GGL/CGL Laplacians, GMRF draws;  `estimators`: Laplacian estimators;
-* `streams`: per-agent data;  `algorithms`: the shared update functions;  `agent`: one agent;
+* `streams`: synthetic per-agent streams;  `sources`: per-agent real data (built-in datasets, files);
+* `algorithms`: the shared update functions and stability bounds;  `agent`: one agent;
 * `simulator`: vectorised Monte-Carlo engine;  `distributed`: torch.distributed engine;
-* `realdata`: School / Landmine experiments;  `cli`: ``taskrel gmrf``.
+* `realdata`: the in-process engine on real data;  `cli`: ``taskrel gmrf``.
+
+Names are imported on first use, so ``taskrel gmrf`` can check its arguments before SciPy loads.
 """
 
-from taskrel.decentral.algorithms import ALGORITHMS, Schedule, check_stability
-from taskrel.decentral.estimators import (
-    block_trace_covariance,
-    laplacian_ml,
-    masked_inverse,
-    neighbourhood_estimate,
-    spectral_error,
-)
-from taskrel.decentral.graphs import draw_models, laplacian, make_graph, metropolis_weights
-from taskrel.decentral.problem import GMRFConfig, build_world
-from taskrel.decentral.simulator import SimulationResult, simulate
+from __future__ import annotations
 
-__all__ = [
-    "ALGORITHMS",
-    "GMRFConfig",
-    "Schedule",
-    "SimulationResult",
-    "block_trace_covariance",
-    "build_world",
-    "check_stability",
-    "draw_models",
-    "laplacian",
-    "laplacian_ml",
-    "make_graph",
-    "masked_inverse",
-    "metropolis_weights",
-    "neighbourhood_estimate",
-    "simulate",
-    "spectral_error",
-]
+import importlib
+
+_EXPORTS = {
+    "ALGORITHMS": "algorithms", "Schedule": "algorithms", "check_stability": "algorithms",
+    "block_trace_covariance": "estimators", "laplacian_ml": "estimators", "masked_inverse": "estimators",
+    "neighbourhood_estimate": "estimators", "spectral_error": "estimators",
+    "draw_models": "graphs", "laplacian": "graphs", "make_graph": "graphs", "metropolis_weights": "graphs",
+    "GMRFConfig": "problem", "build_world": "problem",
+    "SimulationResult": "simulator", "simulate": "simulator",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

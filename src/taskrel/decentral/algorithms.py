@@ -75,7 +75,26 @@ def check_stability(lap: np.ndarray, step: float, eta: float, what: str = "L̂")
     if not value < 2:
         raise ConfigError(
             f"unstable Laplacian diffusion: μ'·η·λ_max({what}) = {step:g}·{eta:g}·{lam:.4g} = {value:.4g} ≥ 2; "
-            "lower the cooperative step μ' or the coupling η"
+            f"lower the cooperative step μ' or the coupling η (a stable choice: η = {1.0 / (step * lam):.3g})"
+        )
+    return value
+
+
+def check_step_size(step: float, trace: float, *, name: str, trace_text: str, where: str = "") -> float:
+    """Raise `ConfigError` unless ``step · tr(R) < 2``; returns ``step · tr(R)``.
+
+    ``tr(R)`` is the trace of the (loss-weighted) regressor covariance: ``M σ_u²`` for a synthetic
+    LMS stream, ``mean ‖x‖²`` over an agent's training rows for squared loss on real data (¼ of it
+    for the logistic loss, whose curvature is at most ¼). Beyond the bound the SGD / LMS recursion
+    diverges, and every later stage (graph learning, diffusion) fails for that reason alone. The
+    message names the bound and a stable choice, ``1 / tr(R)``.
+    """
+    value = step * trace
+    if not value < 2:
+        raise ConfigError(
+            f"{where}step size {name} = {step:g} is unstable: SGD/LMS needs {name}·tr(R_u) < 2, and "
+            f"tr(R_u) = {trace_text} = {trace:.4g}, so {name}·tr(R_u) = {value:.4g} ≥ 2; a stable choice is "
+            f"{name} = {1.0 / trace:.3g} (= 1/tr(R_u)). The cooperative phase also needs μ'·η·λ_max(L) < 2"
         )
     return value
 

@@ -1,27 +1,37 @@
 """Sub-command `gmrf`: decentralised multi-task learning over a learned task graph.
 
-``taskrel gmrf simulate`` runs the vectorised simulator (many Monte-Carlo runs);
-``taskrel gmrf run --engine dist`` runs one run with one real process per agent. Both print the
-same JSON with ``--json``: ``{"laplacian_error", "laplacian_error_global", "msd_db": {"noncoop",
-"consensus", "learned", "true"}}`` (spectral norm squared of L̂ - L; MSD in dB over the last 10 %
-of iterations).
+Synthetic agents (LMS streams from a simulated GMRF world): ``taskrel gmrf simulate`` runs the
+vectorised simulator (many Monte-Carlo runs); ``taskrel gmrf run --engine dist`` runs one run with
+one real process per agent. Both print the same JSON with ``--json``: ``{"laplacian_error",
+"laplacian_error_global", "msd_db": {"noncoop", "consensus", "learned", "true"}}`` (spectral norm
+squared of L̂ - L; MSD in dB over the last 10 % of iterations).
+
+Real data: ``taskrel gmrf run --dataset school|landmine|parkinsons [--tasks a,b,…]`` (agent k =
+task k) or ``--data DIR`` (one ``.npz`` / ``.csv`` file per agent), ``--engine dist`` (one process
+per agent, each loading only its own data) or ``sim`` (in-process); the same JSON for both:
+``{"algorithms": {"noncoop" | "consensus" | "learned": {"test_mse" | "test_auc": mean over agents}},
+"laplacian": rows of the learned L̂}``. ``--out DIR`` saves ``learned_laplacian.csv`` and
+``learned_graph.png``; ``--spec FILE`` writes the run's spec for torchrun instead of running.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 
 from taskrel.decentral.graphs import TOPOLOGIES
 from taskrel.decentral.problem import GMRFConfig
+from taskrel.errors import TaskrelError
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     d = GMRFConfig()
     p.add_argument("--agents", "-K", type=int, default=d.agents, help="number of agents K (≥ 2)")
     p.add_argument("--dim", "-M", type=int, default=d.dim, help="model dimension M (≥ 1)")
-    p.add_argument("--mu", type=float, default=d.mu, help="Phase-I / non-cooperative step size μ (> 0)")
+    p.add_argument("--mu", type=float, default=d.mu, help="(Phase-I / non-cooperative) step size μ (> 0)")
     p.add_argument("--mu-coop", type=float, default=None, help="cooperative step size μ' (default μ)")
-    p.add_argument("--eta", type=float, default=d.eta, help="Laplacian coupling η (> 0)")
+    p.add_argument("--eta", type=float, default=None, help=f"Laplacian coupling η (> 0; default {d.eta}, real data 1)")
     p.add_argument("--iters", type=int, default=d.iters, help="iterations N")
     p.add_argument("--switch", type=int, default=None, help="last non-cooperative iteration (default N/2)")
     p.add_argument("--update-every", type=int, default=None, help="re-estimate L̂ every T_upd iterations")
@@ -41,7 +51,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace, runs: int = 1) -> GMRFConfig:
     return GMRFConfig(
-        agents=args.agents, dim=args.dim, mu=args.mu, mu_coop=args.mu_coop, eta=args.eta, iters=args.iters,
+        agents=args.agents, dim=args.dim, mu=args.mu, mu_coop=args.mu_coop,
+        eta=GMRFConfig.eta if args.eta is None else args.eta, iters=args.iters,
         switch=args.switch, update_every=args.update_every, runs=runs, seed=args.seed, topology=args.topology,
         average_degree=args.degree, graph=args.graph, self_loops=args.self_loops, sigma_u=args.sigma_u,
         sigma_v=args.sigma_v, shrinkage=args.shrinkage, project_sign=args.project_sign,
@@ -67,13 +78,82 @@ def _report(result, args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    config = config_from_args(args, runs=args.runs)  # validated (step-size bounds) before the engine loads
     from taskrel.decentral.simulator import simulate
 
-    config = config_from_args(args, runs=args.runs)
     return _report(simulate(config, progress=not (args.quiet or args.json)), args)
 
 
+def _source(args: argparse.Namespace):
+    from taskrel.decentral.sources import DatasetSource, FileSource
+
+    if args.dataset is not None:
+        tasks = None if args.tasks is None else [t.strip() for t in args.tasks.split(",") if t.strip()]
+        return DatasetSource.open(args.dataset, tasks, split_seed=args.split_seed)
+    if args.tasks is not None:
+        from taskrel.errors import ConfigError
+
+        raise ConfigError("--tasks picks tasks of a --dataset; with --data every file in the directory is an agent")
+    return FileSource.from_directory(args.data, args.loss or "squared", split_seed=args.split_seed)
+
+
+def _run_real(args: argparse.Namespace) -> int:
+    from taskrel.decentral.graphs import make_graph, read_graph
+    from taskrel.decentral.realdata import RealConfig
+
+    config = RealConfig(
+        mu=args.mu, eta=1.0 if args.eta is None else args.eta, iters=args.iters, switch=args.switch,
+        estimator="neighbourhood", normalise="gershgorin", shrinkage=args.shrinkage, seed=args.seed,
+    )  # fmt: skip
+    source = _source(args)
+    if args.loss is not None and args.loss != source.loss:
+        from taskrel.errors import ConfigError
+
+        raise ConfigError(f"dataset {args.dataset!r} is learned with the {source.loss} loss, not {args.loss!r}")
+    k = len(source.names)
+    if args.graph is not None:
+        adjacency = read_graph(args.graph, k)
+    else:
+        adjacency = make_graph(args.topology, k, average_degree=min(args.degree, k - 1), weights=1.0, seed=args.seed)
+    if args.spec is not None:
+        import json
+        from pathlib import Path
+
+        from taskrel.decentral.distributed import run_spec
+
+        Path(args.spec).write_text(json.dumps(run_spec(source, adjacency, config)))
+        return 0
+    if args.engine == "sim":
+        from taskrel.decentral.realdata import run_source
+
+        summary = run_source(source, adjacency, config)
+    else:
+        from taskrel.decentral.distributed import launch_real
+
+        summary = launch_real(source, adjacency, config, args.out, timeout=args.timeout)
+    if args.out:
+        from taskrel.decentral.plots import save_learned_graph
+
+        save_learned_graph(summary["laplacian"], source.names, args.out, title=_title(args, source))
+    if args.json:
+        from taskrel.cli import emit_json
+
+        emit_json(summary)
+    else:
+        for name, scores in summary["algorithms"].items():
+            (metric, value), = scores.items()
+            print(f"{name:>10s} {metric} {value:.4f}")
+    return 0
+
+
+def _title(args: argparse.Namespace, source) -> str:
+    what = args.dataset if args.dataset is not None else args.data
+    return f"learned task graph: {what}, {len(source.names)} agents"
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.dataset is not None or args.data is not None:
+        return _run_real(args)
     config = config_from_args(args)
     if args.engine == "sim":
         from taskrel.decentral.simulator import simulate
@@ -95,5 +175,27 @@ def register(subparsers) -> None:
     _add_common(run)
     run.add_argument("--engine", choices=("dist", "sim"), default="dist")
     run.add_argument("--timeout", type=float, default=60.0, help="seconds before a silent neighbour is an error")
-    run.add_argument("--out", default=None, help="keep the agents' files in this directory")
+    run.add_argument("--out", default=None, help="keep the agents' files (real data: and the learned graph) here")
+    data = run.add_mutually_exclusive_group()
+    data.add_argument("--dataset", choices=("school", "landmine", "parkinsons"), default=None,
+                      help="real data: agent k = task k of this built-in dataset")  # fmt: skip
+    data.add_argument("--data", default=None, help="real data: a directory with one .npz / .csv file per agent")
+    run.add_argument("--tasks", default=None, help="comma-separated tasks of --dataset, one agent each (default all)")
+    run.add_argument("--loss", choices=("squared", "logistic"), default=None,
+                     help="loss of --data (default squared; a --dataset's loss follows its kind)")  # fmt: skip
+    run.add_argument("--split-seed", type=int, default=0, help="seed of the train / test split of the agents' rows")
+    run.add_argument("--spec", default=None, help="real data: write the run's spec (JSON) for torchrun and exit")
     run.set_defaults(func=_run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``taskrel gmrf ...`` on its own parser: the same commands and errors as `taskrel.cli.main`,
+    without importing the other capabilities (torch, scikit-learn), so bad arguments fail at once."""
+    parser = argparse.ArgumentParser(prog="taskrel")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TaskrelError as exc:
+        print(f"taskrel {args.command}: error: {exc}", file=sys.stderr)
+        return 2

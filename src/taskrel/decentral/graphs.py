@@ -15,6 +15,7 @@ Conventions
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,17 +49,29 @@ def check_weights(adjacency: np.ndarray, name: str = "adjacency") -> np.ndarray:
     return a
 
 
-def _reachable(adjacency: np.ndarray) -> np.ndarray:
-    """Boolean mask of the agents reachable from agent 0 (breadth-first search on ``adjacency != 0``)."""
+def _hops(adjacency: np.ndarray, source: int = 0) -> np.ndarray:
+    """Hop distances from `source` (breadth-first search on ``adjacency != 0``); -1 where unreachable."""
     support = np.asarray(adjacency) != 0
-    seen = np.zeros(support.shape[0], bool)
-    seen[0] = True
-    frontier = [0]
+    hops = np.full(support.shape[0], -1)
+    hops[source] = 0
+    frontier, depth = [source], 0
     while frontier:
-        nxt = np.flatnonzero(support[frontier].any(axis=0) & ~seen)
-        seen[nxt] = True
+        depth += 1
+        nxt = np.flatnonzero(support[frontier].any(axis=0) & (hops < 0))
+        hops[nxt] = depth
         frontier = list(nxt)
-    return seen
+    return hops
+
+
+def _reachable(adjacency: np.ndarray) -> np.ndarray:
+    """Boolean mask of the agents reachable from agent 0."""
+    return _hops(adjacency) >= 0
+
+
+def diameter(adjacency: np.ndarray) -> int:
+    """The most hops between two agents of a connected graph (rounds a max-consensus needs)."""
+    require_connected(adjacency)
+    return int(max(_hops(adjacency, k).max() for k in range(np.shape(adjacency)[0])))
 
 
 def is_connected(adjacency: np.ndarray) -> bool:
@@ -232,6 +245,19 @@ def make_graph(
     if topology == "hub":
         return hub_graph(k, average_degree, weights=weights, seed=seed)
     raise ConfigError(f"unknown topology {topology!r}; use one of {TOPOLOGIES}")
+
+
+def read_graph(path: str | os.PathLike, num_agents: int) -> np.ndarray:
+    """The (K, K) weight matrix in CSV file `path` (no header); `ConfigError` unless it is a connected graph on K."""
+    try:
+        a = np.loadtxt(path, delimiter=",", ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the graph file {path}: {exc}") from exc
+    a = check_weights(a, f"graph {path}")
+    if a.shape[0] != num_agents:
+        raise ConfigError(f"graph {path} has {a.shape[0]} agents, but K={num_agents}")
+    require_connected(a)
+    return a
 
 
 def laplacian(adjacency: np.ndarray, self_loops: np.ndarray | float | None = 1.0) -> np.ndarray:

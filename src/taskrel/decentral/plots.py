@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib
 
@@ -68,3 +69,22 @@ def graph_picture(
     ax.axis("off")
     ax.set_title(title)
     save(fig, path)
+
+
+def save_learned_graph(
+    laplacian: Sequence[Sequence[float]], names: Sequence[str], out_dir: str | os.PathLike, *, title: str = ""
+) -> tuple[Path, Path]:
+    """Write L̂ as ``learned_laplacian.csv`` (agent names as header and index) and ``learned_graph.png``.
+
+    The picture draws the learned edge weights ``â_kl = max(-L̂_kl, 0)``.
+    """
+    import pandas as pd
+
+    lap = np.asarray(laplacian, float)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, png = out / "learned_laplacian.csv", out / "learned_graph.png"
+    pd.DataFrame(lap, index=list(names), columns=list(names)).to_csv(csv)
+    weights = np.maximum(-(lap - np.diag(np.diag(lap))), 0.0)
+    graph_picture(weights, png, labels=list(names), title=title)
+    return csv, png

@@ -7,15 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from taskrel.decentral.algorithms import Schedule
+from taskrel.decentral.algorithms import Schedule, check_step_size
 from taskrel.decentral.graphs import (
     TOPOLOGIES,
-    check_weights,
     draw_models,
     laplacian,
     make_graph,
     metropolis_weights,
-    require_connected,
+    read_graph,
 )
 from taskrel.decentral.streams import model_generator
 from taskrel.errors import ConfigError
@@ -70,7 +69,11 @@ class GMRFConfig:
             raise ConfigError(f"unknown topology {self.topology!r}; use one of {TOPOLOGIES}")
         if self.self_loops < 0:
             raise ConfigError(f"self_loops (V) must be ≥ 0, got {self.self_loops}")
-        self.schedule  # noqa: B018  (validates iters / switch / steps)
+        sched = self.schedule  # validates iters / switch / steps
+        trace = self.dim * self.sigma_u**2
+        text = f"M·σ_u² = {self.dim}·{self.sigma_u:g}²"
+        for name, step in (("μ", sched.mu), ("μ'", sched.mu_coop)):
+            check_step_size(step, trace, name=name, trace_text=text)
 
     @property
     def schedule(self) -> Schedule:
@@ -100,15 +103,7 @@ class World:
 def graph_of(config: GMRFConfig) -> np.ndarray:
     """The configuration's task graph (fixed across runs); `ConfigError` if it is disconnected."""
     if config.graph is not None:
-        try:
-            a = np.loadtxt(config.graph, delimiter=",", ndmin=2)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read the graph file {config.graph}: {exc}") from exc
-        a = check_weights(a, f"graph {config.graph}")
-        if a.shape[0] != config.agents:
-            raise ConfigError(f"graph {config.graph} has {a.shape[0]} agents, but K={config.agents}")
-        require_connected(a)
-        return a
+        return read_graph(config.graph, config.agents)
     return make_graph(
         config.topology, config.agents, average_degree=config.average_degree, weights=config.weights, seed=config.seed
     )
