@@ -42,17 +42,24 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Commands whose module is registered alone, so that bad arguments fail before torch is imported.
+LIGHT_COMMANDS = {"gmrf": "taskrel.decentral.cli"}
+
+
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = Parser(prog="taskrel", description="Learn how tasks relate in multi-task learning, and act on it.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    light = LIGHT_COMMANDS.get(command)
+    args = build_parser((light,) if light else COMMAND_MODULES).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except TaskrelError as exc:

@@ -17,12 +17,9 @@ per agent, each loading only its own data) or ``sim`` (in-process); the same JSO
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 
 from taskrel.decentral.graphs import TOPOLOGIES
 from taskrel.decentral.problem import GMRFConfig
-from taskrel.errors import TaskrelError
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -186,16 +183,3 @@ def register(subparsers) -> None:
     run.add_argument("--split-seed", type=int, default=0, help="seed of the train / test split of the agents' rows")
     run.add_argument("--spec", default=None, help="real data: write the run's spec (JSON) for torchrun and exit")
     run.set_defaults(func=_run)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``taskrel gmrf ...`` on its own parser: the same commands and errors as `taskrel.cli.main`,
-    without importing the other capabilities (torch, scikit-learn), so bad arguments fail at once."""
-    parser = argparse.ArgumentParser(prog="taskrel")
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except TaskrelError as exc:
-        print(f"taskrel {args.command}: error: {exc}", file=sys.stderr)
-        return 2
