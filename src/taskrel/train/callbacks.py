@@ -2,11 +2,21 @@
 
 A `StepContext` describes one optimisation step *before* its update: the per-task losses on the
 current mini-batch, the shared parameters, the optimiser (learning rate and momentum state still
-those of step k) and `evaluate()`, which recomputes every task's loss (K,) on the same mini-batch
-with the parameters as they are at call time (only lookahead collectors need it). Per-task
-gradients on the shared parameters (`task_gradients`, (K, P)) and on each task's head
-(`head_gradients`) are computed on first access by `taskrel.gradients`, or supplied by a trainer
-that already has them.
+those of step k) and, for lookahead collectors, `evaluate`. Per-task gradients on the shared
+parameters (`task_gradients`, (K, P)) and on each task's head (`head_gradients`) are computed on
+first access by `taskrel.gradients`, or supplied by a trainer that already has them.
+
+`ctx.evaluate(shared, heads, tasks)` returns the per-task losses of the step's batch with some
+parameters replaced by trial tensors (N stacked trial sets at once), without writing the live
+parameters, buffers or `.grad`: it is backed by a `TrialEvaluator`, the one helper any loop uses
+to provide it. In a user's own loop::
+
+    evaluator = TrialEvaluator(model, lambda m, tasks: per_task_losses(m(x), y)[list(tasks)])
+    ctx = StepContext(tasks, list(losses), shared_params, optimizer, evaluator)
+
+Trials run in evaluation mode (`model.eval()` semantics, restored afterwards) under `no_grad`:
+Dropout is off and BatchNorm normalises with its running statistics, which are read and never
+written; no random numbers are drawn.
 
 Collectors and weighting methods only need a `StepContext`, so they work in the `Trainer` and in
 a user's own loop alike.
@@ -14,12 +24,85 @@ a user's own loop alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
+from torch import nn
+from torch.func import functional_call, vmap
 
 from taskrel import gradients as engine
-from taskrel.errors import ModelError
+from taskrel.errors import ConfigError, ModelError
+
+#: ``losses(module, tasks)``: losses (len(tasks),) of the step's batch for task indices `tasks`,
+#: computed by calling `module` (the model, its parameters replaced by trial values).
+TaskLosses = Callable[[nn.Module, tuple[int, ...]], torch.Tensor]
+TRIAL_MODES = ("auto", "vmap", "loop")
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Run a block with every submodule in eval mode, restoring each module's own flag afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+class _Bound(nn.Module):
+    """`model` and a loss function as one module, so `functional_call` can swap the model's parameters."""
+
+    def __init__(self, model: nn.Module, losses: TaskLosses) -> None:
+        super().__init__()
+        self.model = model
+        self.losses = losses
+
+    def forward(self, tasks: tuple[int, ...]) -> torch.Tensor:
+        return self.losses(self.model, tasks)
+
+
+class TrialEvaluator:
+    """Per-task losses of one step's batch under N trial parameter sets, the live ones untouched.
+
+    `losses(module, tasks)` computes the losses of task indices `tasks` by calling `module`.
+    `separable=True` says task k's loss reads only its own rows of the batch (multi-input data), so
+    evaluating fewer tasks costs proportionally less; collectors then ask only for what they need.
+    `mode`: ``"vmap"`` evaluates the N trials in one `torch.func.vmap` over stacked parameters,
+    ``"loop"`` one `functional_call` per trial (same numbers); ``"auto"`` takes the loop on CPU,
+    where these models are bound by arithmetic and the loop measured faster
+    (benchmarks/affinity_overhead.py), and vmap on accelerators.
+    """
+
+    def __init__(self, model: nn.Module, losses: TaskLosses, *, separable: bool = False, mode: str = "auto") -> None:
+        if mode not in TRIAL_MODES:
+            raise ConfigError(f"mode must be one of {TRIAL_MODES}, got {mode!r}")
+        self.module = _Bound(model, losses)
+        self.separable = separable
+        self._names = {id(p): f"model.{name}" for name, p in model.named_parameters()}
+        if mode == "auto":
+            device = next(model.parameters()).device
+            mode = "loop" if device.type == "cpu" else "vmap"
+        self.mode = mode
+
+    def __call__(
+        self, replace: Mapping[torch.Tensor, torch.Tensor], tasks: tuple[int, ...], trials: int
+    ) -> torch.Tensor:
+        """Losses (trials, len(tasks)); `replace` maps live parameters to stacked trial values (trials, *shape)."""
+        try:
+            named = {self._names[id(p)]: value for p, value in replace.items()}
+        except KeyError:
+            raise ConfigError("a trial parameter is not a parameter of the evaluator's model") from None
+        with torch.no_grad(), evaluation_mode(self.module.model):
+            if not named:
+                return self.module(tasks).unsqueeze(0).expand(trials, -1)
+            if self.mode == "vmap":
+                return vmap(lambda values: functional_call(self.module, values, (tasks,)))(named)
+            return torch.stack(
+                [functional_call(self.module, {k: v[n] for k, v in named.items()}, (tasks,)) for n in range(trials)]
+            )
 
 
 class StepContext:
@@ -31,7 +114,7 @@ class StepContext:
         losses: Sequence[torch.Tensor],
         shared_parameters: Sequence[torch.Tensor],
         optimizer: torch.optim.Optimizer,
-        evaluate: Callable[[], torch.Tensor] | None = None,
+        evaluator: TrialEvaluator | None = None,
         *,
         task_parameters: Sequence[Sequence[torch.Tensor]] | None = None,
         task_gradients: torch.Tensor | None = None,
@@ -43,7 +126,7 @@ class StepContext:
         self.losses = list(losses)
         self.shared_parameters = list(shared_parameters)
         self.optimizer = optimizer
-        self.evaluate = evaluate
+        self.evaluator = evaluator
         self.task_parameters = [list(p) for p in task_parameters] if task_parameters is not None else None
         self.step = step
         self.epoch = epoch
@@ -74,6 +157,34 @@ class StepContext:
                 for loss, params in zip(self.losses, self.task_parameters, strict=True)
             ]
         return self._head_gradients
+
+    def evaluate(
+        self,
+        shared: Sequence[torch.Tensor] | None = None,
+        heads: Mapping[int, Sequence[torch.Tensor]] | None = None,
+        tasks: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Losses (N, len(tasks)) of the step's batch under N trial parameter sets, nothing written.
+
+        `shared`: trial values (N, *p.shape) for each of `shared_parameters` (None: the live ones);
+        `heads`: task index k → trial values (N, *p.shape) for each of ``task_parameters[k]``;
+        `tasks`: the task indices whose losses are returned (default: all, in task order).
+        See the module docstring for the evaluation mode.
+        """
+        if self.evaluator is None:
+            raise ConfigError(
+                "lookahead affinities need evaluator= in the StepContext (a TrialEvaluator of the model and its losses)"
+            )
+        replace: dict[torch.Tensor, torch.Tensor] = {}
+        if shared is not None:
+            replace.update(zip(self.shared_parameters, shared, strict=True))
+        for k, values in (heads or {}).items():
+            if self.task_parameters is None:
+                raise ConfigError("trial heads need task_parameters= in the StepContext")
+            replace.update(zip(self.task_parameters[k], values, strict=True))
+        trials = len(next(iter(replace.values()))) if replace else 1
+        tasks = tuple(range(len(self.tasks))) if tasks is None else tuple(tasks)
+        return self.evaluator(replace, tasks, trials)
 
     @property
     def lr(self) -> float:

@@ -23,7 +23,7 @@ from taskrel.errors import ConfigError, NonFiniteError
 from taskrel.groups import make_group, ordered, parse_group
 from taskrel.models import MultiTaskModel, loss_function, mlp_model
 from taskrel.train.batches import BatchPlan, upsample_rows
-from taskrel.train.callbacks import Callback, StepContext
+from taskrel.train.callbacks import Callback, StepContext, TrialEvaluator
 from taskrel.train.config import TrainConfig
 
 
@@ -140,9 +140,22 @@ class Trainer:
         self.plan = BatchPlan(sizes, self.config.batch_size, rng)
 
     # ----------------------------------------------------------------------------------------
-    def _losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Per-task mean losses (K,) for stacked sub-batches (K, B, d) and targets (K, B)."""
-        outputs = self.model.forward_stacked(inputs, self.tasks)
+    def _losses(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        model: MultiTaskModel | None = None,
+        tasks: tuple[int, ...] | None = None,
+    ) -> torch.Tensor:
+        """Per-task mean losses for stacked sub-batches (K, B, d) and targets (K, B).
+
+        A trial evaluation passes the `model` to call (its parameters swapped) and the task indices it needs.
+        """
+        if tasks is not None and len(tasks) < len(self.tasks):
+            index = torch.tensor(tasks, device=inputs.device)
+            inputs, targets = inputs.index_select(0, index), targets.index_select(0, index)
+        names = self.tasks if tasks is None else [self.tasks[k] for k in tasks]
+        outputs = (model or self.model).forward_stacked(inputs, names)
         return self.loss_fn(outputs, targets, reduction="none").mean(dim=1)
 
     def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -173,13 +186,11 @@ class Trainer:
         else:
             losses = self._losses(inputs, targets)
         if self.callbacks:
-
-            def evaluate() -> torch.Tensor:
-                with torch.no_grad():
-                    return self._losses(inputs, targets).to(torch.float64)
-
+            evaluator = TrialEvaluator(
+                self.model, lambda model, tasks: self._losses(inputs, targets, model, tasks), separable=True
+            )
             ctx = StepContext(
-                self.tasks, list(losses), self._shared, self.optimizer, evaluate,
+                self.tasks, list(losses), self._shared, self.optimizer, evaluator,
                 task_parameters=self._task_params,
                 task_gradients=None if gradients is None else gradients.shared,
                 head_gradients=None if gradients is None else gradients.heads,
