@@ -44,7 +44,8 @@ def test_trial_parameters_equal_what_the_optimizer_does(chemical, name, steps):
     opt = OPTIMIZERS[name](problem.model.parameters())
     warm_up(problem, opt, steps)
     shared = problem.model.shared_parameters()
-    grads = torch.randn(3, sum(p.numel() for p in shared), dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    size = sum(p.numel() for p in shared)
+    grads = torch.randn(3, size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     predicted = trial_parameters(opt, shared, split_rows(grads, shared))
     for n in range(3):  # the real optimiser on a copy, with only the shared parameters given gradients
         model = copy.deepcopy(problem.model)
@@ -150,7 +151,7 @@ def test_sampled_lookaheads_are_the_full_ones_where_observed(chemical):
     assert torch.allclose(tag[tag_seen], full_tag[tag_seen], atol=1e-9)
     assert torch.allclose(ptg[ptg_seen], full_ptg[ptg_seen], atol=1e-9)
     again, _ = PtgTransferGain(sample=1 / 3, seed=4).collect(ctx)
-    other, other_seen = PtgTransferGain(sample=1 / 3, seed=5).collect(ctx)
+    _, other_seen = PtgTransferGain(sample=1 / 3, seed=5).collect(ctx)
     assert torch.equal(again, ptg) and not torch.equal(other_seen, ptg_seen)
     with pytest.raises(ConfigError, match="sample"):
         TagAffinity(sample=0)
