@@ -17,17 +17,23 @@ METHODS = (*COLLECTORS, "none")
 
 
 def make_collector(
-    method: str, every: int = 1, momentum: bool = False, normalize: bool = True, reference: str = "doubled"
+    method: str,
+    every: int = 1,
+    momentum: bool = False,
+    normalize: bool = True,
+    reference: str = "doubled",
+    weighting: str | None = None,
+    sample: float = 1.0,
 ):
-    """A collector by method name (``none`` → no collector)."""
+    """A collector by method name (``none`` → no collector); `weighting` None keeps the collector's default."""
     if method == "none":
         return None
     if method == "etap":
-        return COLLECTORS["etap"](every=every, momentum=momentum, normalize=normalize)
+        return COLLECTORS["etap"](every, momentum=momentum, normalize=normalize, weighting=weighting)
     if method == "ptg":
-        return COLLECTORS["ptg"](every=every, reference=reference)
+        return COLLECTORS["ptg"](every, reference=reference, weighting=weighting, sample=sample)
     if method == "tag":
-        return COLLECTORS["tag"](every=every)
+        return COLLECTORS["tag"](every, weighting=weighting, sample=sample)
     raise ConfigError(f"unknown affinity method {method!r}; use one of {METHODS}")
 
 
@@ -39,12 +45,13 @@ def measure_affinity(
     every: int = 1,
     seed: int = 0,
     config: TrainConfig | None = None,
-    weighting: str = "steps",
+    weighting: str | None = None,
     **options,
 ):
     """Train all tasks of `dataset` once with the collector; returns (matrix or None, TrainResult).
 
-    `weighting` aggregates the collected steps (see `taskrel.affinity.collector`).
+    `weighting` aggregates the collected steps (see `taskrel.affinity.collector`; None: the collector's
+    default). `options` go to `make_collector` (momentum, normalize, reference, sample).
 
     With `epochs`, exactly that many epochs are trained (no early stopping), as for overhead
     measurements; otherwise the configuration's early stopping decides.
@@ -56,10 +63,10 @@ def measure_affinity(
         config = TrainConfig.from_dict(
             {**config.to_dict(), "max_epochs": epochs, "patience": epochs + 1, "max_steps": 10**9}
         )
-    collector = make_collector(method, every, **options)
+    collector = make_collector(method, every, weighting=weighting, **options)
     trainer = Trainer(dataset, dataset.task_names, config, seed=seed, callbacks=[collector] if collector else [])
     result = trainer.fit()
-    return (collector.matrix(weighting) if collector else None), result
+    return (collector.matrix() if collector else None), result
 
 
 def _affinity(args: argparse.Namespace) -> int:
@@ -75,6 +82,8 @@ def _affinity(args: argparse.Namespace) -> int:
         momentum=args.momentum,
         normalize=not args.no_normalize,
         reference=args.reference,
+        weighting=args.weighting,
+        sample=args.sample,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,6 +116,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", required=True, choices=METHODS)
     parser.add_argument("--epochs", type=int, help="train exactly N epochs (default: until early stopping)")
     parser.add_argument("--every", type=int, default=1, help="collect every K-th step (default 1)")
+    parser.add_argument(
+        "--sample", type=float, default=1.0, help="TAG/PTG: fraction of source tasks / pairs per collected step"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--momentum", action="store_true", help="ETAP: include the momentum term")
     parser.add_argument("--no-normalize", action="store_true", help="ETAP: do not divide by the target's loss")
@@ -114,8 +126,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--weighting",
         choices=WEIGHTINGS,
-        default="steps",
-        help="aggregate steps uniformly (ETAP eq. 6) or by the targets' validation improvement",
+        help="aggregate steps uniformly (ETAP eq. 6) or by the targets' validation improvement "
+        "(default: validation for etap, steps for tag and ptg)",
     )
     parser.add_argument("--out", required=True, help="output folder for affinity.csv and affinity.png")
     parser.add_argument("--json", action="store_true")

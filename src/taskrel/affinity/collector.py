@@ -16,7 +16,7 @@ only some); sums stay on the device and reach the host only in `matrix()`, which
   when the tasks no longer generalise better, then stop diluting the estimate (on Chemical their
   affinity even anti-correlates with measured gains; see benchmarks/predictors_chemical.py).
 
-`weighting=` of the constructor is the default of `matrix()`.
+`weighting=` of the constructor is the default of `matrix()`; None takes the class's `default_weighting`.
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ class AffinityCollector(Callback):
     """Collect a per-step (K, K) affinity every `every`-th call of `on_step`."""
 
     method = "affinity"
+    default_weighting = "steps"
 
-    def __init__(self, every: int = 1, weighting: str = "steps") -> None:
+    def __init__(self, every: int = 1, weighting: str | None = None) -> None:
         if every < 1:
             raise ConfigError(f"every must be ≥ 1, got {every}")
+        weighting = self.default_weighting if weighting is None else weighting
         _check_weighting(weighting)
         self.every = every
         self.weighting = weighting

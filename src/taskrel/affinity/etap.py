@@ -31,10 +31,11 @@ class EtapAffinity(AffinityCollector):
     """ETAP's affinity score, aggregated over collected steps; A[source, target] (module docstring)."""
 
     method = "etap"
+    default_weighting = "validation"  # the best-scoring variant on Chemical (module docstring)
     needs_task_gradients = True
 
     def __init__(
-        self, every: int = 1, momentum: bool = False, normalize: bool = True, weighting: str = "validation"
+        self, every: int = 1, momentum: bool = False, normalize: bool = True, weighting: str | None = None
     ) -> None:
         super().__init__(every, weighting)
         self.momentum = momentum

@@ -46,7 +46,7 @@ class TagAffinity(AffinityCollector):
     method = "tag"
     needs_task_gradients = True
 
-    def __init__(self, every: int = 1, weighting: str = "steps", sample: float = 1.0, seed: int = 0) -> None:
+    def __init__(self, every: int = 1, weighting: str | None = None, sample: float = 1.0, seed: int = 0) -> None:
         super().__init__(every, weighting)
         self.sampler = SubsetSampler(sample, seed)
 

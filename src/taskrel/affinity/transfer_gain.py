@@ -48,7 +48,7 @@ class PtgTransferGain(AffinityCollector):
         self,
         every: int = 1,
         reference: str = "doubled",
-        weighting: str = "steps",
+        weighting: str | None = None,
         sample: float = 1.0,
         seed: int = 0,
     ) -> None:
