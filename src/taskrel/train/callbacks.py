@@ -25,6 +25,7 @@ a user's own loop alike.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
@@ -41,15 +42,16 @@ TRIAL_MODES = ("auto", "vmap", "loop")
 
 
 @contextlib.contextmanager
-def evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Run a block with every submodule in eval mode, restoring each module's own flag afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
+def evaluation_mode(modules: Sequence[nn.Module]) -> Iterator[None]:
+    """Run a block with `modules` in eval mode (their `training` flags off), restoring each flag afterwards."""
+    switched = [m for m in modules if m.training]
+    for m in switched:
+        m.training = False
     try:
         yield
     finally:
-        for m, mode in modes:
-            m.training = mode
+        for m in switched:
+            m.training = True
 
 
 class _Bound(nn.Module):
@@ -71,38 +73,52 @@ class TrialEvaluator:
     `separable=True` says task k's loss reads only its own rows of the batch (multi-input data), so
     evaluating fewer tasks costs proportionally less; collectors then ask only for what they need.
     `mode`: ``"vmap"`` evaluates the N trials in one `torch.func.vmap` over stacked parameters,
-    ``"loop"`` one `functional_call` per trial (same numbers); ``"auto"`` takes the loop on CPU,
-    where these models are bound by arithmetic and the loop measured faster
-    (benchmarks/affinity_overhead.py), and vmap on accelerators.
+    ``"loop"`` one `functional_call` per trial (same numbers); ``"auto"`` takes vmap (faster on CPU
+    too, benchmarks/affinity_overhead.py) and falls back to the loop, with a warning, for a model
+    that vmap cannot batch (an op without a batching rule, data-dependent control flow).
     """
 
     def __init__(self, model: nn.Module, losses: TaskLosses, *, separable: bool = False, mode: str = "auto") -> None:
         if mode not in TRIAL_MODES:
             raise ConfigError(f"mode must be one of {TRIAL_MODES}, got {mode!r}")
-        self.module = _Bound(model, losses)
+        self.model, self.losses = model, losses
         self.separable = separable
-        self._names = {id(p): f"model.{name}" for name, p in model.named_parameters()}
-        if mode == "auto":
-            device = next(model.parameters()).device
-            mode = "loop" if device.type == "cpu" else "vmap"
         self.mode = mode
+        self._names: dict[int, list[str]] | None = None  # set on first use: a step that never evaluates pays nothing
+
+    def _prepare(self) -> None:
+        self.module = _Bound(self.model, self.losses)
+        self._modules = list(self.model.modules())
+        self._names = {}  # a tied parameter has several names; each gets the trial value
+        for name, p in self.model.named_parameters(remove_duplicate=False):
+            self._names.setdefault(id(p), []).append(f"model.{name}")
 
     def __call__(
         self, replace: Mapping[torch.Tensor, torch.Tensor], tasks: tuple[int, ...], trials: int
     ) -> torch.Tensor:
         """Losses (trials, len(tasks)); `replace` maps live parameters to stacked trial values (trials, *shape)."""
+        if self._names is None:
+            self._prepare()
         try:
-            named = {self._names[id(p)]: value for p, value in replace.items()}
+            named = {name: value for p, value in replace.items() for name in self._names[id(p)]}
         except KeyError:
             raise ConfigError("a trial parameter is not a parameter of the evaluator's model") from None
-        with torch.no_grad(), evaluation_mode(self.module.model):
+
+        def call(values: dict[str, torch.Tensor]) -> torch.Tensor:  # ties are resolved above
+            return functional_call(self.module, values, (tasks,), tie_weights=False)
+
+        with torch.no_grad(), evaluation_mode(self._modules):
             if not named:
                 return self.module(tasks).unsqueeze(0).expand(trials, -1)
-            if self.mode == "vmap":
-                return vmap(lambda values: functional_call(self.module, values, (tasks,)))(named)
-            return torch.stack(
-                [functional_call(self.module, {k: v[n] for k, v in named.items()}, (tasks,)) for n in range(trials)]
-            )
+            if self.mode != "loop":
+                try:
+                    return vmap(call)(named)
+                except RuntimeError as exc:
+                    if self.mode == "vmap":
+                        raise ModelError(f"torch.func.vmap cannot batch the trial evaluation: {exc}") from exc
+                    warnings.warn(f"trial evaluations run in a loop: vmap cannot batch them ({exc})", stacklevel=3)
+                    self.mode = "loop"
+            return torch.stack([call({k: v[n] for k, v in named.items()}) for n in range(trials)])
 
 
 class StepContext:
