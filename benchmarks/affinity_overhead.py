@@ -13,6 +13,8 @@ The floor of a method is the training run plus only the forward passes its defin
 through the same `ctx.evaluate` hook with the live parameters (so with none of the trial bookkeeping):
 TAG, K forwards of all tasks' rows per step; PTG, one forward of the two members' rows per pair and
 one of j's rows per reference (single input: one whole-batch forward per pair and per reference).
+"floor" makes them one call each; "floor … batched" groups them the way the collector groups its
+trials (one vmap call for TAG; per target for PTG), which removes per-call overhead the floor pays.
 ETAP's aim is a ratio to plain training. Collectors never change training, so every run follows the
 same trajectory and the sampled / every-k modes are compared with the full matrix of the same run
 (Pearson r over the off-diagonal entries). Per collected step, the batched (vmap) and looped trial
@@ -65,29 +67,43 @@ MODES = {  # label -> (full method, collector factory): the cheaper collection m
 
 
 class Floor(Callback):
-    """Only the forward passes that `method`'s definition needs per step, with the live parameters."""
+    """Only the forward passes that `method`'s definition needs per step, with the live parameters.
 
-    def __init__(self, method: str) -> None:
-        self.method = method
+    ``batched=False``: one `ctx.evaluate` call per forward; ``batched=True``: the same forwards grouped as
+    the collector groups its trials, the live parameters stacked (so all but the trial bookkeeping).
+    """
+
+    def __init__(self, method: str, batched: bool) -> None:
+        self.method, self.batched = method, batched
 
     def on_step(self, ctx: StepContext) -> None:
         k = len(ctx.tasks)
-        pairs = k * (k - 1) // 2
-        if self.method == "tag":
-            for _ in range(k):
-                ctx.evaluate()
-        elif ctx.evaluator.separable:
+        n = k if self.method == "tag" else k * (k - 1) // 2 + k  # trial sets per step
+
+        def stacked(count):
+            return {"shared": [p.detach().expand(count, *p.shape) for p in ctx.shared_parameters]}
+
+        if self.method == "tag" or not ctx.evaluator.separable:
+            if self.batched:
+                ctx.evaluate(**stacked(n))
+            else:
+                for _ in range(n):
+                    ctx.evaluate()
+        elif self.batched:  # per target j: its K − 1 pairs and its reference, on j's rows
+            for j in range(k):
+                ctx.evaluate(**stacked(k), tasks=(j,))
+        else:  # per pair the two members' rows, per reference one task's rows
             for i in range(k):
                 for j in range(i + 1, k):
                     ctx.evaluate(tasks=(i, j))
                 ctx.evaluate(tasks=(i,))
-        else:
-            for _ in range(pairs + k):
-                ctx.evaluate()
 
 
 def factories() -> dict:
-    labels = {**FULL, "floor tag": lambda: Floor("tag"), "floor ptg": lambda: Floor("ptg")}
+    labels = {**FULL}
+    for method in ("tag", "ptg"):
+        labels[f"floor {method}"] = lambda method=method: Floor(method, batched=False)
+        labels[f"floor {method} batched"] = lambda method=method: Floor(method, batched=True)
     return {**labels, **{label: make for label, (_, make) in MODES.items()}}
 
 
@@ -104,6 +120,7 @@ def summarise(seconds: dict, matrices: dict) -> dict:
         method = label if label in ("tag", "ptg") else MODES.get(label, (None,))[0]
         if method is not None:
             entry["ratio_vs_floor"] = median[label] / median[f"floor {method}"]
+            entry["ratio_vs_batched_floor"] = median[label] / median[f"floor {method} batched"]
         if label in MODES:
             entry["r_with_full"] = off_diagonal_r(matrices[label], matrices[method])
         out[label] = entry

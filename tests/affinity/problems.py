@@ -43,12 +43,13 @@ class Problem:
         )
 
 
-def chemical_problem(chemical, rows: int = 24, seed: int = 0, dtype=torch.float64) -> Problem:
-    """ETAP's Chemical MLP on the first `rows` training rows of each of the 10 tasks."""
-    tasks = tuple(chemical.task_names)
+def chemical_problem(chemical, rows: int = 24, seed: int = 0, dtype=torch.float64, tasks: int = 10) -> Problem:
+    """ETAP's Chemical MLP on the first `rows` training rows of each of the first `tasks` tasks."""
+    data = chemical.tasks[:tasks]
+    tasks = tuple(t.name for t in data)
     model = chemical_model(tasks, seed=seed).to(dtype)
-    x = torch.from_numpy(np.stack([t.train.x[:rows] for t in chemical.tasks])).to(dtype)
-    y = torch.from_numpy(np.stack([t.train.y[:rows] for t in chemical.tasks])).to(dtype)
+    x = torch.from_numpy(np.stack([t.train.x[:rows] for t in data])).to(dtype)
+    y = torch.from_numpy(np.stack([t.train.y[:rows] for t in data])).to(dtype)
     loss = loss_function("binary")
 
     def losses(module, task_indices):

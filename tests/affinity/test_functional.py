@@ -9,7 +9,7 @@ import torch
 
 from taskrel.affinity import EtapAffinity, PtgTransferGain, TagAffinity, trial_parameters
 from taskrel.affinity.updates import split_rows
-from taskrel.errors import ConfigError
+from taskrel.errors import ConfigError, ModelError
 from taskrel.train import TrainConfig, Trainer
 from taskrel.weighting import NashMTL
 
@@ -73,7 +73,7 @@ def sequential_evaluate(problem):
 @pytest.mark.parametrize("which", ["chemical", "ett"])
 @pytest.mark.parametrize("name", ["sgd-momentum-wd", "adam"])
 def test_batched_trials_equal_the_sequential_reference(chemical, which, name):
-    problem = chemical_problem(chemical) if which == "chemical" else ett_problem(dtype=torch.float64)
+    problem = chemical_problem(chemical, tasks=6) if which == "chemical" else ett_problem(dtype=torch.float64)
     opt = OPTIMIZERS[name](problem.model.parameters())
     warm_up(problem, opt)
     evaluate = sequential_evaluate(problem)
@@ -158,7 +158,7 @@ def test_sampled_lookaheads_are_the_full_ones_where_observed(chemical):
 
 
 def test_sampled_entries_are_averaged_over_the_steps_that_observed_them(chemical):
-    problem = chemical_problem(chemical)
+    problem = chemical_problem(chemical, tasks=5)
     opt = torch.optim.SGD(problem.model.parameters(), lr=0.05)
     collector = PtgTransferGain(sample=0.5, seed=0)
     draws = PtgTransferGain(sample=0.5, seed=0)  # the same sequence of draws, taken on the side
@@ -170,7 +170,27 @@ def test_sampled_entries_are_averaged_over_the_steps_that_observed_them(chemical
         collector.on_step(ctx)
         warm_up(problem, opt, 1)
     seen, values = torch.stack(seen).double(), torch.stack(values)
-    off_diagonal = seen.sum(0)[~torch.eye(10, dtype=torch.bool)]
+    off_diagonal = seen.sum(0)[~torch.eye(5, dtype=torch.bool)]
     assert off_diagonal.min() >= 1 and off_diagonal.max() < 8  # every entry seen, none at every step
     expected = (seen * values).sum(0) / seen.sum(0)
     assert np.allclose(collector.matrix().values, expected.numpy(), atol=1e-12)
+
+
+def test_auto_mode_falls_back_to_the_loop_with_a_warning_when_vmap_cannot_batch(chemical):
+    problem = chemical_problem(chemical, rows=8)
+    plain_losses = problem.losses
+
+    def data_dependent(module, tasks):  # .item() inside the loss: vmap cannot batch it
+        values = plain_losses(module, tasks)
+        return values * (1.0 if values.sum().item() > 0 else -1.0)
+
+    opt = OPTIMIZERS["sgd"](problem.model.parameters())
+    looped, _ = TagAffinity().collect(problem.context(opt, "loop"))
+    problem.losses = data_dependent
+    with pytest.warns(UserWarning, match="loop"):
+        fallen_back, _ = TagAffinity().collect(problem.context(opt, "auto"))
+    assert torch.allclose(fallen_back, looped, atol=1e-12)
+    with pytest.raises(ModelError, match="vmap"):
+        TagAffinity().collect(problem.context(opt, "vmap"))
+    with pytest.raises(ConfigError, match="mode"):
+        problem.context(opt, "threads")

@@ -58,10 +58,12 @@ class PtgTransferGain(AffinityCollector):
         self.reference = reference
         self.sampler = SubsetSampler(sample, seed)
 
-    def collect(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+    def collect(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor | None]:
         if ctx.task_parameters is None:
             raise ConfigError("PTG's trial steps update the members' heads: give task_parameters= in the StepContext")
         k, opt, shared = len(ctx.tasks), ctx.optimizer, ctx.shared_parameters
+        if k < 2:  # no pair: the diagonal is 0
+            return ctx.loss_values.new_zeros(k, k), None
         pairs = list(itertools.combinations(range(k), 2))
         chosen = self.sampler(len(pairs))
         if chosen is not None:
