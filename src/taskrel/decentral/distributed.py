@@ -244,11 +244,7 @@ _ERRORS = {"ConfigError": ConfigError, "NonFiniteError": NonFiniteError, "Solver
 
 
 def launch(
-    config: GMRFConfig,
-    out_dir: str | os.PathLike | None = None,
-    *,
-    timeout: float = 60.0,
-    startup: float = 120.0,
+    config: GMRFConfig, out_dir: str | os.PathLike | None = None, *, timeout: float = 60.0, startup: float = 120.0,
     bare_rounds: int = 0,
 ) -> SimulationResult:
     """Run `config` with K local agent processes and return the assembled one-run result.

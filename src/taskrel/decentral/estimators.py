@@ -88,7 +88,9 @@ def masked_inverse(cov: np.ndarray, support: np.ndarray | None = None, shrinkage
 # the decentralised neighbourhood estimator: the per-agent pieces are shared by both engines
 
 
-def local_laplacian_row(local_models: np.ndarray, shrinkage: float = 0.0, project_sign: bool = False) -> np.ndarray:
+def local_laplacian_row(
+    local_models: np.ndarray, shrinkage: float = 0.0, project_sign: bool = False
+) -> np.ndarray:
     """Agent k's row of ``L̂'`` over its neighbourhood from the models it holds.
 
     `local_models` is (n, M) with agent k's own model FIRST, then its neighbours' (the order of
@@ -254,7 +256,7 @@ def laplacian_ml(
     # a strictly feasible start: loops 1/Σ̂_kk (GGL), small equal edge weights (CGL)
     theta = np.zeros(prob.c.size)
     if kind == "ggl":
-        theta[len(pairs) :] = 1.0 / np.diag(s)
+        theta[len(pairs):] = 1.0 / np.diag(s)
     else:
         theta[:] = 1.0 / (k * prob.c.mean())
     value, chol = prob.value(theta)
@@ -268,7 +270,7 @@ def laplacian_ml(
     a = np.zeros((k, k))
     a[pairs[:, 0], pairs[:, 1]] = theta[: len(pairs)]
     a = a + a.T
-    v = theta[len(pairs) :] if kind == "ggl" else np.zeros(k)
+    v = theta[len(pairs):] if kind == "ggl" else np.zeros(k)
     lap = np.diag(a.sum(axis=1)) - a + np.diag(v)
     return MLResult(lap, a, v.copy(), value, iteration, float(residual))
 

@@ -136,13 +136,8 @@ def random_graph(
 
 
 def erdos_renyi(
-    num_agents: int,
-    p: float,
-    *,
-    edges: int | None = None,
-    weights: Sequence[float] | float = 1.0,
-    seed: int | np.random.Generator = 0,
-    max_tries: int = 1000,
+    num_agents: int, p: float, *, edges: int | None = None, weights: Sequence[float] | float = 1.0,
+    seed: int | np.random.Generator = 0, max_tries: int = 1000,
 ) -> np.ndarray:
     """Erdős–Rényi G(K, p), or G(K, m) with exactly `edges` edges, redrawn until connected."""
     _check_agents(num_agents)
@@ -167,11 +162,7 @@ def erdos_renyi(
 
 
 def regular_graph(
-    num_agents: int,
-    degree: int,
-    *,
-    weights: Sequence[float] | float = 1.0,
-    seed: int | np.random.Generator = 0,
+    num_agents: int, degree: int, *, weights: Sequence[float] | float = 1.0, seed: int | np.random.Generator = 0,
 ) -> np.ndarray:
     """A connected random ``degree``-regular graph (ring lattice with random relabelling).
 
@@ -195,11 +186,7 @@ def regular_graph(
 
 
 def hub_graph(
-    num_agents: int,
-    average_degree: float,
-    *,
-    hubs: int = 1,
-    weights: Sequence[float] | float = 1.0,
+    num_agents: int, average_degree: float, *, hubs: int = 1, weights: Sequence[float] | float = 1.0,
     seed: int | np.random.Generator = 0,
 ) -> np.ndarray:
     """A hub-dominated graph: `hubs` agents joined to everyone, the rest a sparse random remainder.
@@ -229,11 +216,7 @@ def hub_graph(
 
 
 def make_graph(
-    topology: str,
-    num_agents: int,
-    *,
-    average_degree: float = 3.2,
-    weights: Sequence[float] | float = (1.0, 5.0),
+    topology: str, num_agents: int, *, average_degree: float = 3.2, weights: Sequence[float] | float = (1.0, 5.0),
     seed: int = 0,
 ) -> np.ndarray:
     """One of `TOPOLOGIES` by name, with (about) the given average degree; weight matrix (K, K)."""

@@ -38,13 +38,8 @@ def msd_curves(result, path: str | os.PathLike, *, title: str = "", smooth: int 
 
 
 def graph_picture(
-    weights: np.ndarray,
-    path: str | os.PathLike,
-    *,
-    labels: Sequence[str] | None = None,
-    title: str = "",
-    top: int | None = None,
-    groups: Sequence[int] | None = None,
+    weights: np.ndarray, path: str | os.PathLike, *, labels: Sequence[str] | None = None, title: str = "",
+    top: int | None = None, groups: Sequence[int] | None = None,
 ) -> None:
     """Draw a weighted graph on a circle: edge width ∝ weight; only the `top` strongest edges if given.
 

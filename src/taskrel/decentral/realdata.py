@@ -88,10 +88,7 @@ def learn_graph(models: np.ndarray, adjacency: np.ndarray, config: RealConfig) -
 
 
 def run_real(
-    train: list[tuple[np.ndarray, np.ndarray]],
-    adjacency: np.ndarray,
-    loss: str,
-    config: RealConfig,
+    train: list[tuple[np.ndarray, np.ndarray]], adjacency: np.ndarray, loss: str, config: RealConfig,
     etas: Sequence[float] | None = None,
 ) -> RealResult:
     """Run the algorithms on per-agent training sets ``[(x_k, y_k)]`` (x without the bias column).

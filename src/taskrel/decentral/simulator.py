@@ -52,7 +52,7 @@ class SimulationResult:
     def steady_state_db(self, fraction: float = 0.1) -> dict[str, float]:
         """MSD in dB averaged over the last `fraction` of iterations and over runs."""
         n = self.msd.shape[-1]
-        tail = self.msd[:, :, n - max(1, round(fraction * n)) :]
+        tail = self.msd[:, :, n - max(1, round(fraction * n)):]
         return {name: float(10 * np.log10(tail[:, a].mean())) for a, name in enumerate(alg.ALGORITHMS)}
 
     def summary(self) -> dict:
