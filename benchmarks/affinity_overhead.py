@@ -164,13 +164,13 @@ def step_times(trainer: Trainer) -> dict:
     targets = trainer.train_y.index_select(0, index.reshape(-1)).view(index.shape)
 
     def context(mode):
-        losses = trainer._losses(inputs, targets)
+        losses = trainer._losses((inputs, targets))
         evaluator = TrialEvaluator(
-            trainer.model, lambda m, t: trainer._losses(inputs, targets, m, t), separable=True, mode=mode
+            trainer.model, lambda m, t: trainer._losses((inputs, targets), m, t), separable=True, mode=mode
         )
         return StepContext(
             trainer.tasks, list(losses), trainer._shared, trainer.optimizer, evaluator,
-            task_parameters=trainer._task_params,
+            task_parameters=[trainer.model.task_parameters(t) for t in trainer.tasks],
         )  # fmt: skip
 
     return per_step(context)
