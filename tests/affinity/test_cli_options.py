@@ -11,7 +11,7 @@ from taskrel.cli import main
 
 def affinity(tmp_path, capsys, *options):
     out = tmp_path / "-".join(options).replace("--", "")
-    code = main(["affinity", "--dataset", "chemical", "--epochs", "15", "--out", str(out), "--json", *options])
+    code = main(["affinity", "--dataset", "chemical", "--epochs", "20", "--out", str(out), "--json", *options])
     assert code == 0
     payload = json.loads(capsys.readouterr().out)
     return AffinityMatrix.read_csv(out / "affinity.csv").values, payload
@@ -20,14 +20,14 @@ def affinity(tmp_path, capsys, *options):
 @pytest.mark.slow
 def test_every_affinity_option_changes_the_matrix(tmp_path, capsys):
     etap, payload = affinity(tmp_path, capsys, "--method", "etap")
-    assert payload["steps"] == 90  # 15 epochs of 6 steps; the validation loss of every task improved by then
+    assert payload["steps"] == 120  # 20 epochs of 6 steps; the validation loss of every task improved by then
     for option in (["--weighting", "steps"], ["--momentum"], ["--no-normalize"]):
         other, _ = affinity(tmp_path, capsys, "--method", "etap", *option)
         assert not np.allclose(other, etap, rtol=1e-3), option
     explicit, _ = affinity(tmp_path, capsys, "--method", "etap", "--weighting", "validation")
     assert np.array_equal(explicit, etap)  # validation is ETAP's default
     halved, payload = affinity(tmp_path, capsys, "--method", "etap", "--every", "2")
-    assert payload["steps"] == 45 and not np.allclose(halved, etap, rtol=1e-3)
+    assert payload["steps"] == 60 and not np.allclose(halved, etap, rtol=1e-3)
 
     tag, _ = affinity(tmp_path, capsys, "--method", "tag", "--every", "5")
     for option in (["--weighting", "validation"], ["--sample", "0.5"]):

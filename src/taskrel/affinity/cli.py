@@ -23,7 +23,7 @@ def _affinity(args: argparse.Namespace) -> int:
         every=args.every,
         seed=args.seed,
         weighting=args.weighting,
-        momentum=args.momentum,
+        momentum=args.etap_momentum,
         normalize=not args.no_normalize,
         reference=args.reference,
         sample=args.sample,
@@ -63,7 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--sample", type=float, default=1.0, help="TAG/PTG: fraction of source tasks / pairs per collected step"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--momentum", action="store_true", help="ETAP: include the momentum term")
+    parser.add_argument(  # its own dest: args.momentum would be read as the training protocol's momentum
+        "--momentum", dest="etap_momentum", action="store_true", help="ETAP: include the momentum term"
+    )
     parser.add_argument("--no-normalize", action="store_true", help="ETAP: do not divide by the target's loss")
     parser.add_argument("--reference", choices=REFERENCES, default="doubled", help="PTG reference step")
     parser.add_argument(
