@@ -23,6 +23,8 @@ def test_affinity_writes_matrix_heat_map_and_json(tmp_path, capsys):
         "chemical",
         "--method",
         "etap",
+        "--weighting",
+        "steps",
         "--epochs",
         "1",
         "--out",

@@ -12,7 +12,7 @@ from taskrel.affinity import EtapAffinity, PtgTransferGain, TagAffinity, update_
 from taskrel.errors import ConfigError, NonFiniteError
 from taskrel.gradients import unflatten
 from taskrel.models import MultiTaskModel, loss_function, mlp_model
-from taskrel.train import StepContext
+from taskrel.train import StepContext, TrialEvaluator
 
 TASKS = ("a", "b", "c")
 
@@ -29,27 +29,24 @@ def tiny_problem(seed=0):
 def context(model, x, y, optimizer):
     loss = loss_function("regression")
 
-    def losses():
-        out = model.forward_stacked(x, TASKS)
-        return loss(out, y, reduction="none").mean(dim=1)
-
-    def evaluate():
-        with torch.no_grad():
-            return losses()
+    def losses(module, tasks):
+        index = list(tasks)
+        out = module.forward_stacked(x[index], [TASKS[k] for k in index])
+        return loss(out, y[index], reduction="none").mean(dim=1)
 
     return StepContext(
         TASKS,
-        list(losses()),
+        list(losses(model, (0, 1, 2))),
         model.shared_parameters(),
         optimizer,
-        evaluate,
+        TrialEvaluator(model, losses, separable=True),
         task_parameters=[model.task_parameters(t) for t in TASKS],
     )
 
 
 def matrix_of(collector, ctx):
     collector.on_step(ctx)
-    return collector.matrix().values
+    return collector.matrix("steps").values
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
@@ -129,15 +126,16 @@ def scalar_context(lr):
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     one = torch.ones(1, 1, dtype=torch.float64)
 
-    def losses():
-        return torch.stack([(model(one, t)[0] - targets[t]) ** 2 for t in ("small", "big")])
+    def losses(module, tasks):
+        names = [("small", "big")[k] for k in tasks]
+        return torch.stack([(module(one, t)[0] - targets[t]) ** 2 for t in names])
 
     return StepContext(
         ("small", "big"),
-        list(losses()),
+        list(losses(model, (0, 1))),
         model.shared_parameters(),
         opt,
-        lambda: losses().detach(),
+        TrialEvaluator(model, losses),
         task_parameters=[[], []],
     )
 
@@ -193,7 +191,7 @@ def test_update_directions_follow_torch_sgd(settings):
         opt.step()
 
 
-def test_trial_step_restores_parameters_gradients_and_adam_state():
+def test_lookaheads_leave_parameters_gradients_and_adam_state():
     model, x, y = tiny_problem(seed=3)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     for p in model.parameters():
@@ -202,8 +200,8 @@ def test_trial_step_restores_parameters_gradients_and_adam_state():
     snapshot = copy.deepcopy(opt.state_dict())
     values = [p.detach().clone() for p in model.parameters()]
     grads = [p.grad.clone() for p in model.parameters()]
-    ctx = context(model, x, y, opt)
-    matrix_of(TagAffinity(), ctx)
+    for collector in (TagAffinity(), PtgTransferGain(), EtapAffinity(momentum=True)):
+        matrix_of(collector, context(model, x, y, opt))
     assert all(torch.equal(p, v) for p, v in zip(model.parameters(), values, strict=True))
     assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads, strict=True))
     restored = opt.state_dict()["state"]
@@ -222,11 +220,13 @@ def test_every_k_and_errors():
         EtapAffinity(every=0)
     with pytest.raises(ConfigError, match="not collected"):
         TagAffinity().matrix()
-    with pytest.raises(ConfigError, match="momentum=False"):
-        EtapAffinity(momentum=True).on_step(context(model, x, y, torch.optim.Adam(model.parameters())))
+    with pytest.raises(ConfigError, match="weighting"):
+        TagAffinity(weighting="epochs")
+    with pytest.raises(ConfigError, match="RMSprop"):
+        EtapAffinity(momentum=True).on_step(context(model, x, y, torch.optim.RMSprop(model.parameters())))
     no_eval = context(model, x, y, opt)
-    no_eval.evaluate = None
-    with pytest.raises(ConfigError, match="evaluate"):
+    no_eval.evaluator = None
+    with pytest.raises(ConfigError, match="evaluator="):
         TagAffinity().on_step(no_eval)
     nan_loss = torch.tensor(float("nan"), requires_grad=True)
     with pytest.raises(NonFiniteError, match="'b'"):
@@ -241,7 +241,7 @@ class Constant(EtapAffinity):
         self.values = iter(values)
 
     def collect(self, ctx):
-        return next(self.values)
+        return torch.from_numpy(next(self.values)), None
 
 
 def test_step_and_validation_weighted_aggregation_by_hand():
@@ -254,7 +254,8 @@ def test_step_and_validation_weighted_aggregation_by_hand():
         for _ in range(steps):
             collector.on_step(context(model, x, y, opt))
         collector.on_epoch_end(0, {"val_loss": logs})
-    assert np.allclose(collector.matrix().values, (2 * 1 + 3 + 3 * 7) / 6)
+    assert np.allclose(collector.matrix("steps").values, (2 * 1 + 3 + 3 * 7) / 6)
+    assert collector.matrix().method == "etap-validation"  # ETAP's default weighting
     weighted = collector.matrix("validation").values
     # best-so-far improvements: a: 0.5 then 0.1; b: 0.1 then 0; c: 0 then 0.3 (epoch 0 has no baseline)
     assert np.allclose(weighted[:, 0], (0.5 * 3 + 0.1 * 7) / 0.6)

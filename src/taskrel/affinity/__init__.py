@@ -4,10 +4,11 @@ Every matrix is oriented A[source, target]: row i, column j = effect of task i's
 """
 
 from taskrel.affinity.collector import AffinityCollector
-from taskrel.affinity.etap import EtapAffinity, update_directions
-from taskrel.affinity.lookahead import TagAffinity, trial_step
+from taskrel.affinity.etap import EtapAffinity
+from taskrel.affinity.lookahead import TagAffinity
 from taskrel.affinity.matrix import AffinityMatrix
 from taskrel.affinity.transfer_gain import PtgTransferGain
+from taskrel.affinity.updates import parameter_directions, trial_parameters, update_directions
 
 COLLECTORS = {"etap": EtapAffinity, "tag": TagAffinity, "ptg": PtgTransferGain}
 
@@ -18,6 +19,7 @@ __all__ = [
     "EtapAffinity",
     "PtgTransferGain",
     "TagAffinity",
-    "trial_step",
+    "parameter_directions",
+    "trial_parameters",
     "update_directions",
 ]

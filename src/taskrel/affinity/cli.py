@@ -23,9 +23,10 @@ def _affinity(args: argparse.Namespace) -> int:
         every=args.every,
         seed=args.seed,
         weighting=args.weighting,
-        momentum=args.momentum,
+        momentum=args.etap_momentum,
         normalize=not args.no_normalize,
         reference=args.reference,
+        sample=args.sample,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,15 +59,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", required=True, choices=METHODS)
     parser.add_argument("--epochs", type=int, help="train exactly N epochs (default: until early stopping)")
     parser.add_argument("--every", type=int, default=1, help="collect every K-th step (default 1)")
+    parser.add_argument(
+        "--sample", type=float, default=1.0, help="TAG/PTG: fraction of source tasks / pairs per collected step"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--momentum", action="store_true", help="ETAP: include the momentum term")
+    parser.add_argument(  # its own dest: args.momentum would be read as the training protocol's momentum
+        "--momentum", dest="etap_momentum", action="store_true", help="ETAP: include the momentum term"
+    )
     parser.add_argument("--no-normalize", action="store_true", help="ETAP: do not divide by the target's loss")
     parser.add_argument("--reference", choices=REFERENCES, default="doubled", help="PTG reference step")
     parser.add_argument(
         "--weighting",
         choices=WEIGHTINGS,
-        default="steps",
-        help="aggregate steps uniformly (ETAP eq. 6) or by the targets' validation improvement",
+        help="aggregate steps uniformly (ETAP eq. 6) or by the targets' validation improvement "
+        "(default: validation for etap, steps for tag and ptg)",
     )
     parser.add_argument("--out", required=True, help="output folder for affinity.csv and affinity.png")
     parser.add_argument("--json", action="store_true")

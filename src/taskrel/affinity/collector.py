@@ -2,15 +2,20 @@
 
 A collector is a training callback and relies on nothing but the callback contract of
 `taskrel.train.callbacks.Callback`, so it works in taskrel's trainers and in a user's own loop.
-Per collected step the subclass returns a (K, K) matrix, rows = source tasks, columns = target
-tasks. `matrix()` aggregates them:
+`on_step` leaves the caller's graph, parameters, buffers, `.grad`, optimiser state and random
+number generators as it found them: training with and without a collector is the same.
+Per collected step the subclass returns a (K, K) tensor on the parameters' device, rows = source
+tasks, columns = target tasks, and the entries it observed (a subsampling collector observes
+only some); sums stay on the device and reach the host only in `matrix()`, which aggregates:
 
-* ``weighting="steps"`` (default): the plain time average over collected steps (ETAP eq. 6);
+* ``weighting="steps"``: the plain time average over collected steps (ETAP eq. 6), entry by entry;
 * ``weighting="validation"``: each epoch's mean counts, for target column j, in proportion to how
   much task j's best validation loss improved during that epoch (the first epoch against the
   loss before training, recorded by `on_train_begin`). Interactions late in training,
   when the tasks no longer generalise better, then stop diluting the estimate (on Chemical their
   affinity even anti-correlates with measured gains; see benchmarks/predictors_chemical.py).
+
+`weighting=` of the constructor is the default of `matrix()`; None takes the class's `default_weighting`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 
 from taskrel.affinity.matrix import AffinityMatrix
 from taskrel.errors import ConfigError
@@ -30,11 +36,15 @@ class AffinityCollector(Callback):
     """Collect a per-step (K, K) affinity every `every`-th call of `on_step`."""
 
     method = "affinity"
+    default_weighting = "steps"
 
-    def __init__(self, every: int = 1) -> None:
+    def __init__(self, every: int = 1, weighting: str | None = None) -> None:
         if every < 1:
             raise ConfigError(f"every must be ≥ 1, got {every}")
+        weighting = self.default_weighting if weighting is None else weighting
+        _check_weighting(weighting)
         self.every = every
+        self.weighting = weighting
         self.reset()
 
     def reset(self) -> None:
@@ -42,11 +52,11 @@ class AffinityCollector(Callback):
         self._calls = 0
         self.steps = 0
         self.seconds = 0.0
-        self.epoch_sums: list[np.ndarray] = []  # per closed epoch: sum of collected step matrices
-        self.epoch_counts: list[int] = []
+        self.epoch_sums: list[torch.Tensor] = []  # per closed epoch: sum of collected step matrices
+        self.epoch_counts: list[torch.Tensor] = []  # per closed epoch: how often each entry was observed
         self.epoch_val: list[dict[str, float] | None] = []
-        self._sum: np.ndarray | None = None
-        self._count = 0
+        self._sum: torch.Tensor | None = None
+        self._count: torch.Tensor | None = None
         self.initial_val: dict[str, float] | None = None
 
     def on_train_begin(self, logs: dict) -> None:
@@ -62,38 +72,50 @@ class AffinityCollector(Callback):
             self._tasks = ctx.tasks
         elif ctx.tasks != self._tasks:
             raise ConfigError(f"collector started with tasks {self._tasks}, now given {ctx.tasks}")
-        value = self.collect(ctx)
-        self._sum = value if self._sum is None else self._sum + value
-        self._count += 1
+        value, observed = self.collect(ctx)
+        value = value.detach().to(torch.float64)
+        observed = torch.ones_like(value) if observed is None else observed.to(value)
+        if self._sum is None:
+            self._sum, self._count = value * observed, observed
+        else:
+            self._sum, self._count = self._sum + value * observed, self._count + observed
         self.steps += 1
         self.seconds += time.perf_counter() - started
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
-        if self._count == 0:
+        if self._sum is None:
             return
         self.epoch_sums.append(self._sum)
         self.epoch_counts.append(self._count)
         self.epoch_val.append(logs.get("val_loss"))
-        self._sum, self._count = None, 0
+        self._sum = self._count = None
 
-    def collect(self, ctx: StepContext) -> np.ndarray:  # pragma: no cover - abstract
+    def collect(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor | None]:  # pragma: no cover - abstract
+        """This step's (K, K) values and which entries they observe (None: all)."""
         raise NotImplementedError
 
-    def matrix(self, weighting: str = "steps") -> AffinityMatrix:
+    def matrix(self, weighting: str | None = None) -> AffinityMatrix:
         """Aggregated affinity A[source, target] (see the module docstring for `weighting`)."""
-        if weighting not in WEIGHTINGS:
-            raise ConfigError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        weighting = self.weighting if weighting is None else weighting
+        _check_weighting(weighting)
         sums, counts = list(self.epoch_sums), list(self.epoch_counts)
-        if self._count:
+        if self._sum is not None:
             sums.append(self._sum)
             counts.append(self._count)
         if not sums:
             raise ConfigError(f"{type(self).__name__} has not collected any step yet")
-        values = np.sum(sums, axis=0) / np.sum(counts) if weighting == "steps" else self._validation_weighted()
+        sums = torch.stack(sums).cpu().numpy()
+        counts = torch.stack(counts).cpu().numpy()
+        if weighting == "steps":
+            total = counts.sum(axis=0)
+            _check_observed(total > 0, self._tasks)
+            values = sums.sum(axis=0) / total
+        else:
+            values = self._validation_weighted(sums[: len(self.epoch_sums)], counts[: len(self.epoch_sums)])
         name = self.method if weighting == "steps" else f"{self.method}-validation"
         return AffinityMatrix(values, self._tasks, name, self.steps, self.seconds)
 
-    def _validation_weighted(self) -> np.ndarray:
+    def _validation_weighted(self, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
         if len(self.epoch_val) < 2 or any(v is None for v in self.epoch_val):
             raise ConfigError("validation weighting needs per-epoch validation losses (logs['val_loss']) of ≥ 2 epochs")
         val = np.array([[v[t] for t in self._tasks] for v in self.epoch_val])
@@ -106,5 +128,22 @@ class AffinityCollector(Callback):
         stalled = [t for t, total in zip(self._tasks, weights.sum(axis=0), strict=True) if total <= 0]
         if stalled:
             raise ConfigError(f"validation loss of task(s) {stalled} never improved during training")
-        means = np.stack([s / c for s, c in zip(self.epoch_sums, self.epoch_counts, strict=True)])
-        return np.einsum("ej,eij->ij", weights, means) / weights.sum(axis=0)[None, :]
+        seen = counts > 0
+        means = np.divide(sums, counts, out=np.zeros_like(sums), where=seen)
+        per_entry = weights[:, None, :] * seen  # epoch e's weight of entry (i, j), where it was observed
+        total = per_entry.sum(axis=0)
+        _check_observed(total > 0, self._tasks)
+        return (per_entry * means).sum(axis=0) / total
+
+
+def _check_weighting(weighting: str) -> None:
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+
+
+def _check_observed(observed: np.ndarray, tasks: tuple[str, ...]) -> None:
+    if not observed.all():
+        i, j = np.argwhere(~observed)[0]
+        raise ConfigError(
+            f"affinity {tasks[i]!r} → {tasks[j]!r} was never observed (with weight > 0); collect more steps or pairs"
+        )

@@ -1,66 +1,67 @@
-"""Lookahead affinities: take a trial optimiser step, measure every task's loss, undo the step.
+"""TAG's lookahead affinity (Fifty et al.): the effect of one trial step on task i on every task j.
 
-`trial_step` applies given gradients to given parameters with the optimiser's own rule (its
-learning rate, momentum buffers, Adam moments, ...), evaluates the per-task losses on the same
-mini-batch, and restores the parameters, their gradients and the optimiser state exactly.
+    Z(i → j) = (1 − L_j(θ_s after a step on task i) / L_j(θ_s)) / η          A[source i, target j]
 
-TAG (Fifty et al.): Z(i → j) = (1 − L_j(after i's update of the shared parameters) / L_j) / η.
+The trial step is the optimiser's own rule read from its state (`taskrel.affinity.updates`: SGD
+with momentum, dampening, Nesterov and weight decay; Adam/AdamW), applied to the shared
+parameters only (the heads stay). Trial parameters are new tensors; all K lookaheads and the
+reference L_j(θ_s) are evaluated in one `ctx.evaluate` call (`torch.func.functional_call`, vmap or
+loop), so nothing of the live model or optimiser is touched. Trials run in evaluation mode:
+BatchNorm normalises with its running statistics, frozen (read, never written), Dropout is off;
+the reference L_j(θ_s) is measured the same way, so both sides of the ratio see the same function.
+
+``sample`` < 1 takes the lookaheads of a random subset of the source tasks per collected step (a
+`torch.Generator` of the collector's own, seeded by ``seed``: the global random state is not used).
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Sequence
-
-import numpy as np
 import torch
 
 from taskrel.affinity.collector import AffinityCollector
+from taskrel.affinity.updates import split_rows, trial_parameters
 from taskrel.errors import ConfigError
-from taskrel.gradients import unflatten
 from taskrel.train.callbacks import StepContext
 
 
-def trial_step(ctx: StepContext, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Per-task losses (K,) after one optimiser step that sets `params`' gradients to `grads`, undone after."""
-    if ctx.evaluate is None:
-        raise ConfigError("lookahead affinities need ctx.evaluate to re-measure the losses after a trial step")
-    optimizer = ctx.optimizer
-    all_params = [p for group in optimizer.param_groups for p in group["params"]]
-    saved_grads = [p.grad for p in all_params]
-    saved_values = [p.detach().clone() for p in params]
-    saved_state = {p: copy.deepcopy(optimizer.state[p]) for p in params if p in optimizer.state}
-    try:
-        for p in all_params:
-            p.grad = None
-        for p, g in zip(params, grads, strict=True):
-            p.grad = g.detach().to(p.dtype).reshape(p.shape).clone()
-        optimizer.step()
-        return ctx.evaluate().detach().to(torch.float64)
-    finally:
-        with torch.no_grad():
-            for p, value in zip(params, saved_values, strict=True):
-                p.copy_(value)
-        for p in params:
-            if p in saved_state:
-                optimizer.state[p] = saved_state[p]
-            else:
-                optimizer.state.pop(p, None)
-        for p, g in zip(all_params, saved_grads, strict=True):
-            p.grad = g
+class SubsetSampler:
+    """Draws ⌈fraction · n⌉ of n items per call from its own seeded generator (None when fraction is 1)."""
+
+    def __init__(self, fraction: float, seed: int) -> None:
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"sample must be a fraction in (0, 1], got {fraction}")
+        self.fraction = fraction
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, n: int) -> list[int] | None:
+        if self.fraction == 1:
+            return None
+        size = max(1, round(self.fraction * n))
+        return sorted(torch.randperm(n, generator=self.generator)[:size].tolist())
 
 
 class TagAffinity(AffinityCollector):
-    """TAG's lookahead inter-task affinity on the shared parameters, A[source, target]."""
+    """TAG's lookahead inter-task affinity on the shared parameters, A[source, target] (module docstring)."""
 
     method = "tag"
     needs_task_gradients = True
 
-    def collect(self, ctx: StepContext) -> np.ndarray:
-        before = ctx.loss_values
+    def __init__(self, every: int = 1, weighting: str | None = None, sample: float = 1.0, seed: int = 0) -> None:
+        super().__init__(every, weighting)
+        self.sampler = SubsetSampler(sample, seed)
+
+    def collect(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+        k = len(ctx.tasks)
+        sources = self.sampler(k)
+        grads = ctx.task_gradients if sources is None else ctx.task_gradients[sources]
         shared = ctx.shared_parameters
-        rows = []
-        for g in ctx.task_gradients:
-            after = trial_step(ctx, shared, unflatten(g, shared))
-            rows.append((1.0 - after / before) / ctx.lr)
-        return torch.stack(rows).numpy()
+        trial = trial_parameters(ctx.optimizer, shared, split_rows(grads, shared))
+        stacked = [torch.cat([t, p.detach().unsqueeze(0)]) for t, p in zip(trial, shared, strict=True)]
+        losses = ctx.evaluate(shared=stacked).to(torch.float64)  # rows: the trials, then the live parameters
+        rows = (1.0 - losses[:-1] / losses[-1]) / ctx.lr
+        if sources is None:
+            return rows, None
+        values = rows.new_zeros(k, k)
+        observed = torch.zeros(k, k, dtype=torch.bool, device=rows.device)
+        values[sources], observed[sources] = rows, True
+        return values, observed

@@ -13,17 +13,23 @@ METHODS = (*COLLECTORS, "none")
 
 
 def make_collector(
-    method: str, every: int = 1, momentum: bool = False, normalize: bool = True, reference: str = "doubled"
+    method: str,
+    every: int = 1,
+    momentum: bool = False,
+    normalize: bool = True,
+    reference: str = "doubled",
+    weighting: str | None = None,
+    sample: float = 1.0,
 ) -> AffinityCollector | None:
-    """A collector by method name (``none`` → no collector)."""
+    """A collector by method name (``none`` → no collector); `weighting` None keeps the collector's default."""
     if method == "none":
         return None
     if method == "etap":
-        return COLLECTORS["etap"](every=every, momentum=momentum, normalize=normalize)
+        return COLLECTORS["etap"](every, momentum=momentum, normalize=normalize, weighting=weighting)
     if method == "ptg":
-        return COLLECTORS["ptg"](every=every, reference=reference)
+        return COLLECTORS["ptg"](every, reference=reference, weighting=weighting, sample=sample)
     if method == "tag":
-        return COLLECTORS["tag"](every=every)
+        return COLLECTORS["tag"](every, weighting=weighting, sample=sample)
     raise ConfigError(f"unknown affinity method {method!r}; use one of {METHODS}")
 
 
@@ -34,12 +40,13 @@ def measure_affinity(
     epochs: int | None = None,
     every: int = 1,
     seed: int = 0,
-    weighting: str = "steps",
+    weighting: str | None = None,
     **options,
 ) -> tuple[AffinityMatrix | None, GroupResult]:
     """Train all tasks of `problem` once with the collector; returns (A[source, target] or None, result).
 
-    `weighting` aggregates the collected steps (see `taskrel.affinity.collector`). With `epochs`
+    `weighting` aggregates the collected steps (see `taskrel.affinity.collector`; None: the collector's
+    default); `options` go to `make_collector` (momentum, normalize, reference, sample). With `epochs`
     (a `TorchProblem` only), exactly that many epochs are trained without early stopping, as for
     overhead measurements; otherwise the problem's own protocol decides.
     """
@@ -50,8 +57,8 @@ def measure_affinity(
         if not isinstance(problem, TorchProblem):
             raise ConfigError("epochs= needs a TorchProblem; a user's own loop decides its own length")
         problem = problem.with_config(max_epochs=epochs, patience=epochs + 1, max_steps=10**9)
-    collector = make_collector(method, every, **options)
+    collector = make_collector(method, every, weighting=weighting, **options)
     tasks = list(problem.tasks)
     result = problem.train(tasks, seed, callbacks=[collector] if collector else [])
     check_result(result, tasks, f"train(all tasks, seed={seed})")
-    return (collector.matrix(weighting) if collector else None), result
+    return (collector.matrix() if collector else None), result

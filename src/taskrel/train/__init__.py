@@ -1,7 +1,16 @@
 """Training one task group, hooks into the loop, and sweeps over many groups."""
 
-from taskrel.train.callbacks import Callback, StepContext
+from taskrel.train.callbacks import Callback, StepContext, TrialEvaluator
 from taskrel.train.config import TrainConfig
 from taskrel.train.trainer import BaseTrainer, SharedInputTrainer, Trainer, TrainResult
 
-__all__ = ["BaseTrainer", "Callback", "SharedInputTrainer", "StepContext", "TrainConfig", "TrainResult", "Trainer"]
+__all__ = [
+    "BaseTrainer",
+    "Callback",
+    "SharedInputTrainer",
+    "StepContext",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "TrialEvaluator",
+]

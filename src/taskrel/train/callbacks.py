@@ -2,11 +2,21 @@
 
 A `StepContext` describes one optimisation step *before* its update: the per-task losses on the
 current mini-batch, the shared parameters, the optimiser (learning rate and momentum state still
-those of step k) and `evaluate()`, which recomputes every task's loss (K,) on the same mini-batch
-with the parameters as they are at call time (only lookahead collectors need it). Per-task
-gradients on the shared parameters (`task_gradients`, (K, P)) and on each task's head
-(`head_gradients`) are computed on first access by `taskrel.gradients`, or supplied by a trainer
-that already has them.
+those of step k) and, for lookahead collectors, `evaluate`. Per-task gradients on the shared
+parameters (`task_gradients`, (K, P)) and on each task's head (`head_gradients`) are computed on
+first access by `taskrel.gradients`, or supplied by a trainer that already has them.
+
+`ctx.evaluate(shared, heads, tasks)` returns the per-task losses of the step's batch with some
+parameters replaced by trial tensors (N stacked trial sets at once), without writing the live
+parameters, buffers or `.grad`: it is backed by a `TrialEvaluator`, the one helper any loop uses
+to provide it. In a user's own loop::
+
+    evaluator = TrialEvaluator(model, lambda m, tasks: per_task_losses(m(x), y)[list(tasks)])
+    ctx = StepContext(tasks, list(losses), shared_params, optimizer, evaluator)
+
+Trials run in evaluation mode (`model.eval()` semantics, restored afterwards) under `no_grad`:
+Dropout is off and BatchNorm normalises with its running statistics, which are read and never
+written; no random numbers are drawn.
 
 Collectors and weighting methods only need a `StepContext`, so they work in the `Trainer` and in
 a user's own loop alike.
@@ -14,12 +24,101 @@ a user's own loop alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
+from torch import nn
+from torch.func import functional_call, vmap
 
 from taskrel import gradients as engine
-from taskrel.errors import ModelError
+from taskrel.errors import ConfigError, ModelError
+
+#: ``losses(module, tasks)``: losses (len(tasks),) of the step's batch for task indices `tasks`,
+#: computed by calling `module` (the model, its parameters replaced by trial values).
+TaskLosses = Callable[[nn.Module, tuple[int, ...]], torch.Tensor]
+TRIAL_MODES = ("auto", "vmap", "loop")
+
+
+@contextlib.contextmanager
+def evaluation_mode(modules: Sequence[nn.Module]) -> Iterator[None]:
+    """Run a block with `modules` in eval mode (their `training` flags off), restoring each flag afterwards."""
+    switched = [m for m in modules if m.training]
+    for m in switched:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.training = True
+
+
+class _Bound(nn.Module):
+    """`model` and a loss function as one module, so `functional_call` can swap the model's parameters."""
+
+    def __init__(self, model: nn.Module, losses: TaskLosses) -> None:
+        super().__init__()
+        self.model = model
+        self.losses = losses
+
+    def forward(self, tasks: tuple[int, ...]) -> torch.Tensor:
+        return self.losses(self.model, tasks)
+
+
+class TrialEvaluator:
+    """Per-task losses of one step's batch under N trial parameter sets, the live ones untouched.
+
+    `losses(module, tasks)` computes the losses of task indices `tasks` by calling `module`.
+    `separable=True` says task k's loss reads only its own rows of the batch (multi-input data), so
+    evaluating fewer tasks costs proportionally less; collectors then ask only for what they need.
+    `mode`: ``"vmap"`` evaluates the N trials in one `torch.func.vmap` over stacked parameters,
+    ``"loop"`` one `functional_call` per trial (same numbers); ``"auto"`` takes vmap (faster on CPU
+    too, benchmarks/affinity_overhead.py) and falls back to the loop, with a warning, for a model
+    that vmap cannot batch (an op without a batching rule, data-dependent control flow).
+    """
+
+    def __init__(self, model: nn.Module, losses: TaskLosses, *, separable: bool = False, mode: str = "auto") -> None:
+        if mode not in TRIAL_MODES:
+            raise ConfigError(f"mode must be one of {TRIAL_MODES}, got {mode!r}")
+        self.model, self.losses = model, losses
+        self.separable = separable
+        self.mode = mode
+        self._names: dict[int, list[str]] | None = None  # set on first use: a step that never evaluates pays nothing
+
+    def _prepare(self) -> None:
+        self.module = _Bound(self.model, self.losses)
+        self._modules = list(self.model.modules())
+        self._names = {}  # a tied parameter has several names; each gets the trial value
+        for name, p in self.model.named_parameters(remove_duplicate=False):
+            self._names.setdefault(id(p), []).append(f"model.{name}")
+
+    def __call__(
+        self, replace: Mapping[torch.Tensor, torch.Tensor], tasks: tuple[int, ...], trials: int
+    ) -> torch.Tensor:
+        """Losses (trials, len(tasks)); `replace` maps live parameters to stacked trial values (trials, *shape)."""
+        if self._names is None:
+            self._prepare()
+        try:
+            named = {name: value for p, value in replace.items() for name in self._names[id(p)]}
+        except KeyError:
+            raise ConfigError("a trial parameter is not a parameter of the evaluator's model") from None
+
+        def call(values: dict[str, torch.Tensor]) -> torch.Tensor:  # ties are resolved above
+            return functional_call(self.module, values, (tasks,), tie_weights=False)
+
+        with torch.no_grad(), evaluation_mode(self._modules):
+            if not named:
+                return self.module(tasks).unsqueeze(0).expand(trials, -1)
+            if self.mode != "loop":
+                try:
+                    return vmap(call)(named)
+                except RuntimeError as exc:
+                    if self.mode == "vmap":
+                        raise ModelError(f"torch.func.vmap cannot batch the trial evaluation: {exc}") from exc
+                    warnings.warn(f"trial evaluations run in a loop: vmap cannot batch them ({exc})", stacklevel=3)
+                    self.mode = "loop"
+            return torch.stack([call({k: v[n] for k, v in named.items()}) for n in range(trials)])
 
 
 class StepContext:
@@ -31,7 +130,7 @@ class StepContext:
         losses: Sequence[torch.Tensor],
         shared_parameters: Sequence[torch.Tensor],
         optimizer: torch.optim.Optimizer,
-        evaluate: Callable[[], torch.Tensor] | None = None,
+        evaluator: TrialEvaluator | None = None,
         *,
         task_parameters: Sequence[Sequence[torch.Tensor]] | None = None,
         task_gradients: torch.Tensor | None = None,
@@ -43,7 +142,7 @@ class StepContext:
         self.losses = list(losses)
         self.shared_parameters = list(shared_parameters)
         self.optimizer = optimizer
-        self.evaluate = evaluate
+        self.evaluator = evaluator
         self.task_parameters = [list(p) for p in task_parameters] if task_parameters is not None else None
         self.step = step
         self.epoch = epoch
@@ -74,6 +173,34 @@ class StepContext:
                 for loss, params in zip(self.losses, self.task_parameters, strict=True)
             ]
         return self._head_gradients
+
+    def evaluate(
+        self,
+        shared: Sequence[torch.Tensor] | None = None,
+        heads: Mapping[int, Sequence[torch.Tensor]] | None = None,
+        tasks: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Losses (N, len(tasks)) of the step's batch under N trial parameter sets, nothing written.
+
+        `shared`: trial values (N, *p.shape) for each of `shared_parameters` (None: the live ones);
+        `heads`: task index k → trial values (N, *p.shape) for each of ``task_parameters[k]``;
+        `tasks`: the task indices whose losses are returned (default: all, in task order).
+        See the module docstring for the evaluation mode.
+        """
+        if self.evaluator is None:
+            raise ConfigError(
+                "lookahead affinities need evaluator= in the StepContext (a TrialEvaluator of the model and its losses)"
+            )
+        replace: dict[torch.Tensor, torch.Tensor] = {}
+        if shared is not None:
+            replace.update(zip(self.shared_parameters, shared, strict=True))
+        for k, values in (heads or {}).items():
+            if self.task_parameters is None:
+                raise ConfigError("trial heads need task_parameters= in the StepContext")
+            replace.update(zip(self.task_parameters[k], values, strict=True))
+        trials = len(next(iter(replace.values()))) if replace else 1
+        tasks = tuple(range(len(self.tasks))) if tasks is None else tuple(tasks)
+        return self.evaluator(replace, tasks, trials)
 
     @property
     def lr(self) -> float:

@@ -33,7 +33,7 @@ from taskrel.groups import make_group, ordered, parse_group
 from taskrel.models import MultiTaskModel, loss_function, mlp_model
 from taskrel.problem import GroupResult
 from taskrel.train.batches import BatchPlan, upsample_rows
-from taskrel.train.callbacks import Callback, StepContext
+from taskrel.train.callbacks import Callback, StepContext, TrialEvaluator
 from taskrel.train.config import TrainConfig
 
 
@@ -127,9 +127,16 @@ class BaseTrainer:
     def _epoch(self) -> Iterator[object]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _losses(self, batch) -> torch.Tensor:  # pragma: no cover - abstract
-        """Per-task mean losses (K,) of the current model on `batch`, with the autograd graph."""
-        raise NotImplementedError
+    #: task k's loss reads only its own rows of a batch, so trial evaluations of fewer tasks cost less
+    separable = False
+
+    def _losses(self, batch, model: nn.Module | None = None, tasks: tuple[int, ...] | None = None) -> torch.Tensor:
+        """Per-task mean losses (K,) of the current model on `batch`, with the autograd graph.
+
+        A trial evaluation passes the `model` to call (its parameters swapped) and the task indices it needs
+        (then the losses of those tasks only). Provided by subclasses.
+        """
+        raise NotImplementedError  # pragma: no cover - abstract
 
     def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:  # pragma: no cover
         """Per-task mean loss and metric of the current model on `split` ("train", "val" or "test")."""
@@ -140,12 +147,11 @@ class BaseTrainer:
         return None
 
     def _step_context(self, losses, batch, gradients, step, epoch) -> StepContext:
-        def evaluate() -> torch.Tensor:
-            with torch.no_grad():
-                return self._losses(batch).to(torch.float64)
-
+        evaluator = TrialEvaluator(
+            self.model, lambda model, tasks: self._losses(batch, model, tasks), separable=self.separable
+        )
         return StepContext(
-            self.tasks, list(losses), self._shared, self.optimizer, evaluate,
+            self.tasks, list(losses), self._shared, self.optimizer, evaluator,
             task_parameters=[_task_parameters(self.model, t) for t in self.tasks],
             task_gradients=None if gradients is None else gradients.shared,
             head_gradients=None if gradients is None else gradients.heads,
@@ -326,10 +332,16 @@ class Trainer(BaseTrainer):
             inputs = self.train_x.index_select(0, flat).view(*index.shape, -1)
             yield inputs, self.train_y.index_select(0, flat).view(index.shape)
 
-    def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """Per-task mean losses (K,) for stacked sub-batches (K, B, d) and targets (K, B)."""
+    separable = True
+
+    def _losses(self, batch, model=None, tasks=None) -> torch.Tensor:
+        """Per-task mean losses for stacked sub-batches (K, B, d) and targets (K, B)."""
         inputs, targets = batch
-        outputs = self.model.forward_stacked(inputs, self.tasks)
+        if tasks is not None and len(tasks) < len(self.tasks):
+            index = torch.tensor(tasks, device=inputs.device)
+            inputs, targets = inputs.index_select(0, index), targets.index_select(0, index)
+        names = self.tasks if tasks is None else [self.tasks[k] for k in tasks]
+        outputs = (self.model if model is None else model).forward_stacked(inputs, names)
         return self.loss_fn(outputs, targets, reduction="none").mean(dim=1)
 
     def _fast_backward(self, batch) -> engine.TaskGradients | None:
@@ -441,10 +453,11 @@ class SharedInputTrainer(BaseTrainer):
         self.plan = BatchPlan([len(dataset.train)], self.config.batch_size, np.random.default_rng([self.seed, 1]))
         self._check_outputs()
 
-    def _outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if isinstance(self.model, MultiTaskModel):
-            return self.model.forward_all(x, self.tasks)
-        outputs = self.model(x)
+    def _outputs(self, x: torch.Tensor, model: nn.Module | None = None) -> list[torch.Tensor]:
+        model = self.model if model is None else model
+        if isinstance(model, MultiTaskModel):
+            return model.forward_all(x, self.tasks)
+        outputs = model(x)
         if not isinstance(outputs, Mapping):
             raise ModelError(
                 f"{type(self.model).__name__}.forward must return {{task: predictions}}, got {type(outputs).__name__}"
@@ -471,8 +484,8 @@ class SharedInputTrainer(BaseTrainer):
             if rows.shape != (len(out),):
                 raise ModelError(f"loss of task {task!r} must return one value per row, got shape {tuple(rows.shape)}")
 
-    def _row_losses(self, x, y) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        outputs = self._outputs(x)
+    def _row_losses(self, x, y, model: nn.Module | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        outputs = self._outputs(x, model)
         return [
             (out, self.loss_fns[t](out, y[:, k])) for k, (t, out) in enumerate(zip(self.tasks, outputs, strict=True))
         ]
@@ -483,13 +496,15 @@ class SharedInputTrainer(BaseTrainer):
             index = torch.from_numpy(rows).to(self.device)
             yield x[index], y[index], None if mask is None else mask[index]
 
-    def _losses(self, batch) -> torch.Tensor:
+    def _losses(self, batch, model=None, tasks=None) -> torch.Tensor:
         x, y, mask = batch
-        rows = torch.stack([loss for _, loss in self._row_losses(x, y)], dim=1)  # (B, K)
+        rows = torch.stack([loss for _, loss in self._row_losses(x, y, model)], dim=1)  # (B, K)
         if mask is None:
-            return rows.mean(dim=0)
-        weights = mask.to(rows.dtype)
-        return (rows * weights).sum(dim=0) / weights.sum(dim=0).clamp(min=1.0)
+            losses = rows.mean(dim=0)
+        else:
+            weights = mask.to(rows.dtype)
+            losses = (rows * weights).sum(dim=0) / weights.sum(dim=0).clamp(min=1.0)
+        return losses if tasks is None else losses[list(tasks)]
 
     def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
         x, y, mask = self.data[split]
