@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from taskrel.affinity import EtapAffinity
+from taskrel.affinity import EtapAffinity, PtgTransferGain, TagAffinity
 from taskrel.errors import ConfigError, DataError
 from taskrel.problem import GroupResult, check_result, load_problem, problem_spec, registered_problems
 from taskrel.torch_problem import TorchProblem
@@ -76,6 +76,18 @@ def test_user_loop_gets_the_builtin_trainers_etap_matrix():
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(a).max())
     # the two aggregations really differ, so the comparison above tests both
     assert not np.allclose(ours.matrix("steps").values, ours.matrix("validation").values, rtol=1e-3)
+
+
+@pytest.mark.parametrize("collector", [TagAffinity, PtgTransferGain])
+def test_user_loop_gets_the_builtin_trainers_lookahead_matrices(collector):
+    builtin = load_problem(f"{SPEC}:forecast")
+    user = load_problem(f"{SPEC}:UserLoopForecast")
+    ours, theirs = collector(), collector()
+    builtin.train(builtin.tasks, 0, callbacks=[ours])
+    user.train(user.tasks, 0, callbacks=[theirs])
+    a, b = ours.matrix("steps").values, theirs.matrix("steps").values
+    assert np.abs(a).max() > 0
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(a).max())
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ from taskrel.models import MultiTaskModel
 from taskrel.problem import GroupResult
 from taskrel.torch_problem import TorchProblem
 from taskrel.train import StepContext, TrainConfig
+from taskrel.train.callbacks import TrialEvaluator
 
 TASKS = ("HUFL", "MUFL", "OT")
 WINDOW = 12
@@ -139,8 +140,15 @@ class UserLoopForecast:
             for start in range(0, len(x), self.batch):
                 rows = torch.from_numpy(order[start : start + self.batch])
                 optimizer.zero_grad(set_to_none=True)
-                losses = self._losses(model, x[rows], y[rows], group)
-                ctx = StepContext(group, losses, model.shared_parameters(), optimizer, step=step, epoch=epoch)
+                xb, yb = x[rows], y[rows]
+                losses = self._losses(model, xb, yb, group)
+                evaluate = TrialEvaluator(  # lookahead collectors (TAG, PTG) evaluate trial parameters with it
+                    model, lambda m, tasks, xb=xb, yb=yb: torch.stack(self._losses(m, xb, yb, group))[list(tasks)]
+                )
+                ctx = StepContext(
+                    group, losses, model.shared_parameters(), optimizer, evaluate, step=step, epoch=epoch,
+                    task_parameters=[model.task_parameters(t) for t in group],  # PTG's trial steps move the heads
+                )  # fmt: skip
                 for cb in callbacks:
                     cb.on_step(ctx)
                 torch.stack(losses).sum().backward()
