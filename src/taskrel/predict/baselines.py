@@ -73,7 +73,10 @@ class SurrogatePredictor(GainPredictor):
         for task in self.tasks_:
             rows = (train["task"] == task).to_numpy()
             if rows.any():
-                self.models_[task] = fit_ridge(u[rows], y[rows], groups[rows])
+                self.models_[task] = self._fit_task(u[rows], y[rows], groups[rows])
+
+    def _fit_task(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict:
+        return fit_ridge(x, y, groups)
 
     def _predict(self, rows: pd.DataFrame) -> np.ndarray:
         u = membership(list(rows["members"]), self.tasks_)
@@ -81,14 +84,15 @@ class SurrogatePredictor(GainPredictor):
         for k, task in enumerate(rows["task"]):
             model = self.models_.get(task)
             if model is not None:
-                out[k] = u[k] @ model["coef"] + model["intercept"]
+                out[k] = self._predict_task(model, u[k])
         return out
 
+    def _predict_task(self, model: dict, u: np.ndarray) -> float:
+        return float(u @ model["coef"] + model["intercept"])
 
-class KernelSurrogatePredictor(GainPredictor):
+
+class KernelSurrogatePredictor(SurrogatePredictor):
     """Per-task kernel ridge on group membership with an RBF kernel; γ and alpha by leave-one-group-out CV."""
-
-    needs_affinity = False
 
     def __init__(self, gammas: tuple[float, ...] = KERNEL_GAMMAS, alphas: tuple[float, ...] = KERNEL_ALPHAS) -> None:
         self.gammas = gammas
@@ -99,24 +103,14 @@ class KernelSurrogatePredictor(GainPredictor):
             values = np.asarray(getattr(self, name), float)
             if values.ndim != 1 or values.size == 0 or not (np.isfinite(values) & (values > 0)).all():
                 raise ConfigError(f"{name} must be a non-empty sequence of positive numbers, got {values!r}")
-        u = membership(list(train["members"]), self.tasks_)
-        y = train["gain"].to_numpy(float)
-        groups = train["group"].to_numpy()
-        self.models_ = {}
-        for task in self.tasks_:
-            rows = (train["task"] == task).to_numpy()
-            if rows.any():
-                self.models_[task] = _kernel_ridge(u[rows], y[rows], groups[rows], self.gammas, self.alphas)
+        super()._fit(train, measured)
 
-    def _predict(self, rows: pd.DataFrame) -> np.ndarray:
-        u = membership(list(rows["members"]), self.tasks_)
-        out = np.zeros(len(rows))
-        for k, task in enumerate(rows["task"]):
-            model = self.models_.get(task)
-            if model is not None:
-                distance = ((model["x"] - u[k]) ** 2).sum(axis=1)
-                out[k] = np.exp(-model["gamma"] * distance) @ model["dual"] + model["intercept"]
-        return out
+    def _fit_task(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict:
+        return _kernel_ridge(x, y, groups, self.gammas, self.alphas)
+
+    def _predict_task(self, model: dict, u: np.ndarray) -> float:
+        distance = ((model["x"] - u) ** 2).sum(axis=1)
+        return float(np.exp(-model["gamma"] * distance) @ model["dual"] + model["intercept"])
 
 
 def _kernel_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray, gammas, alphas) -> dict:
