@@ -12,7 +12,16 @@ from taskrel.data.location import data_file
 from taskrel.data.published import mtgnet_table, tag_matrix
 from taskrel.errors import ConfigError, DataError, NonFiniteError, UnknownTaskError
 from taskrel.groups import all_groups, group_name
-from taskrel.predict import EtapPredictor, HoaPredictor, MtgNetPredictor, SurrogatePredictor, TagPredictor
+from taskrel.predict import (
+    PREDICTORS,
+    AymanPredictor,
+    EtapPredictor,
+    HoaPredictor,
+    KernelSurrogatePredictor,
+    MtgNetPredictor,
+    SurrogatePredictor,
+    TagPredictor,
+)
 from taskrel.predict.regression import (
     SPLINE_ALPHAS,
     SPLINE_DEGREES,
@@ -215,3 +224,88 @@ def test_mtgnet_learns_membership_effects_and_is_seeded():
     assert correlation(model, None, frame, train, test) > 0.9
     again = MtgNetPredictor(epochs=200).fit(None, frame[frame.group.isin(train)]).predict(test[:3])
     assert np.allclose(again.gain, model.predict(test[:3]).gain)
+
+
+def test_kernel_surrogate_is_sklearn_kernel_ridge_with_the_cross_validated_setting():
+    from sklearn.kernel_ridge import KernelRidge
+
+    rng = np.random.default_rng(6)
+    weights = rng.normal(scale=0.1, size=(7, 7))
+    rows = [(group_name(g, TASKS), t, np.tanh(sum(weights[TASKS.index(t), TASKS.index(u)] for u in g)))
+            for g in all_groups(TASKS, range(2, 8)) for t in sorted(g)]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["group", "task", "gain"])
+    train = frame[frame.group.isin(list(dict.fromkeys(frame.group))[::4])]
+    gammas, alphas = (0.1, 1.0), (0.01, 1.0)
+    model = KernelSurrogatePredictor(gammas=gammas, alphas=alphas).fit(None, train)
+    mine = train[train.task == "t0"]
+    x = np.array([[u in g.split("|") for u in TASKS] for g in mine.group], float)
+    y = mine.gain.to_numpy()
+    loo = {}
+    for gamma in gammas:
+        for alpha in alphas:
+            errors = []
+            for k in range(len(y)):
+                keep = np.arange(len(y)) != k
+                ref = KernelRidge(alpha=alpha, kernel="rbf", gamma=gamma).fit(x[keep], y[keep] - y[keep].mean())
+                errors.append((ref.predict(x[k : k + 1])[0] + y[keep].mean() - y[k]) ** 2)
+            loo[(gamma, alpha)] = np.sum(errors)
+    gamma, alpha = min(loo, key=loo.get)
+    assert (model.models_["t0"]["gamma"], model.models_["t0"]["alpha"]) == (gamma, alpha)
+    reference = KernelRidge(alpha=alpha, kernel="rbf", gamma=gamma).fit(x, y - y.mean())
+    test = [g for g in dict.fromkeys(frame.group) if "t0" in g.split("|")][:20]
+    out = model.predict(test)
+    out = out[out.task == "t0"]
+    xq = np.array([[u in g.split("|") for u in TASKS] for g in out.group], float)
+    assert np.allclose(out.gain, reference.predict(xq) + y.mean(), atol=1e-10)
+
+
+def test_ayman_total_gain_features_from_measured_pairs():
+    rng = np.random.default_rng(7)
+    pair = rng.normal(scale=0.1, size=(7, 7))
+    rows = [(group_name(g, TASKS), t, float(np.mean([pair[TASKS.index(t), TASKS.index(u)] for u in g if u != t])))
+            for g in all_groups(TASKS, range(2, 8)) for t in sorted(g)]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["group", "task", "gain"])
+    model = AymanPredictor(epochs=50).fit(None, frame)
+    totals = [(pair[a, b] + pair[b, a]) / 2 for a, b in [(0, 2), (0, 5), (2, 5)]]
+    assert np.allclose(model._features(frozenset({"t0", "t2", "t5"})),
+                       [3, np.mean(totals), np.var(totals), np.std(totals)])  # fmt: skip
+    out = model.predict(["t0|t2|t5", "t1|t3"])
+    assert out.gain.iloc[0] == out.gain.iloc[1] == out.gain.iloc[2] and out.gain.iloc[3] == out.gain.iloc[4]
+    with pytest.raises(DataError, match="needs the measured gains of pair"):
+        AymanPredictor(epochs=5).fit(None, frame[frame.group != "t0|t1"]).predict(["t0|t1|t2"])
+
+
+@pytest.mark.parametrize("name", sorted(PREDICTORS))
+def test_every_predictor_clones_and_refuses_to_predict_unfitted(name):
+    model = PREDICTORS[name]()
+    copy = clone(model)
+    assert copy.get_params() == model.get_params() and type(copy) is type(model)
+    with pytest.raises(ConfigError, match="not fitted"):
+        model.predict(["t0|t1"])
+
+
+def test_a_failed_fit_leaves_the_estimator_unfitted():
+    affinity, frame = synthetic()
+    frame = frame[frame.group.isin(list(dict.fromkeys(frame.group))[:12])]
+    for model in (EtapPredictor(), KernelSurrogatePredictor(), MtgNetPredictor(epochs=2, ensemble=1)):
+        model.fit(affinity, frame)
+        bad = {"EtapPredictor": {"mapping": "cubic"}, "KernelSurrogatePredictor": {"gammas": (-1.0,)},
+               "MtgNetPredictor": {"dim": 3}}[type(model).__name__]  # fmt: skip
+        model.set_params(**bad)
+        with pytest.raises(ConfigError):
+            model.fit(affinity, frame)
+        assert not hasattr(model, "tasks_")
+        with pytest.raises(ConfigError, match="not fitted"):
+            model.predict(["t0|t1"])
+
+
+def test_mtgnet_leaves_torch_global_generator_alone():
+    import torch
+
+    affinity, frame = synthetic()
+    frame = frame[frame.group.isin(list(dict.fromkeys(frame.group))[:12])]
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    MtgNetPredictor(epochs=2, ensemble=2).fit(affinity, frame)
+    assert torch.equal(torch.rand(3), expected)

@@ -3,8 +3,10 @@
 A predictor follows scikit-learn's conventions: constructor arguments are stored as given
 (`sklearn.base.clone` works), `fit(affinity, gains)` validates its inputs and learns, and
 `predict(groups)` returns one row per (group, member task) with the predicted gain
-(gain(G → t) = (L_STL(t) − L_G(t)) / L_STL(t), positive = the group helps t).
+(gain(G → t) = (L_STL(t) − L_G(t)) / L_STL(t), positive = the group helps t); predictors with
+``has_std`` add a ``gain_std`` column with ``predict(groups, return_std=True)``.
 `gains` is a `GainTable` (its seed means are used) or a frame with columns group, task, gain.
+A `fit` that raises leaves the estimator unfitted.
 """
 
 from __future__ import annotations
@@ -70,36 +72,66 @@ class GainPredictor(BaseEstimator):
     """Base class: subclasses implement `_fit(rows)` and `_predict(rows) -> gains` on member rows."""
 
     needs_affinity = True
+    #: True when the method also needs the measured gain of every pair inside a predicted group.
+    needs_pairs = False
+    #: True when `predict(..., return_std=True)` gives a predictive standard deviation.
+    has_std = False
 
     def fit(self, affinity: AffinityMatrix | None, gains: GainTable | pd.DataFrame) -> GainPredictor:
-        if self.needs_affinity and affinity is None:
-            raise ConfigError(f"{type(self).__name__} needs an affinity matrix")
-        tasks = list(affinity.tasks) if affinity is not None else _tasks_of(gains)
-        frame = gain_frame(gains, tasks)
-        train = frame[frame["members"].map(len) >= 2].reset_index(drop=True)
-        if train.empty:
-            raise DataError("no measured gains of groups with two or more tasks to learn from")
-        self.tasks_ = tuple(tasks)
-        self.affinity_ = affinity
-        self.n_groups_ = int(train["group"].nunique())
-        self._fit(train, frame)
+        self._unfit()
+        try:
+            if self.needs_affinity and affinity is None:
+                raise ConfigError(f"{type(self).__name__} needs an affinity matrix")
+            tasks = list(affinity.tasks) if affinity is not None else _tasks_of(gains)
+            frame = gain_frame(gains, tasks)
+            train = frame[frame["members"].map(len) >= 2].reset_index(drop=True)
+            if train.empty:
+                raise DataError("no measured gains of groups with two or more tasks to learn from")
+            self.tasks_ = tuple(tasks)
+            self.affinity_ = affinity
+            self.n_groups_ = int(train["group"].nunique())
+            self._fit(train, frame)
+        except BaseException:
+            self._unfit()
+            raise
         return self
 
-    def predict(self, groups: Iterable[Group | str]) -> pd.DataFrame:
-        """Predicted gain per (group, member task); singletons are predicted 0 (STL itself)."""
+    def _unfit(self) -> None:
+        """Drop every fitted attribute (scikit-learn's trailing-underscore convention)."""
+        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
+            delattr(self, name)
+
+    def predict(self, groups: Iterable[Group | str], return_std: bool = False) -> pd.DataFrame:
+        """Predicted gain per (group, member task); singletons are predicted 0 (STL itself).
+
+        With ``return_std=True`` (only for predictors with ``has_std``) a ``gain_std`` column holds
+        the predictive standard deviation of the measured gain (0 for singletons).
+        """
         if not hasattr(self, "tasks_"):
             raise ConfigError(f"{type(self).__name__} is not fitted yet: call fit(affinity, gains) first")
+        if return_std and not self.has_std:
+            raise ConfigError(f"{type(self).__name__} gives no predictive standard deviation")
         rows = member_rows(as_groups(groups, self.tasks_), self.tasks_)
         rows["gain"] = 0.0
+        if return_std:
+            rows["gain_std"] = 0.0
         multi = rows["members"].map(len) >= 2
         if multi.any():
-            rows.loc[multi, "gain"] = self._predict(rows[multi].reset_index(drop=True))
+            chosen = rows[multi].reset_index(drop=True)
+            if return_std:
+                mean, std = self._predict_with_std(chosen)
+                rows.loc[multi, "gain"], rows.loc[multi, "gain_std"] = mean, std
+            else:
+                rows.loc[multi, "gain"] = self._predict(chosen)
         return rows.drop(columns="members")
 
     def _fit(self, train: pd.DataFrame, measured: pd.DataFrame) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _predict(self, rows: pd.DataFrame) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _predict_with_std(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
         raise NotImplementedError
 
 

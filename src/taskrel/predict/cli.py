@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from taskrel.affinity.matrix import AffinityMatrix
 from taskrel.errors import ConfigError
 from taskrel.gains import GainTable
 from taskrel.predict import PREDICTORS
-from taskrel.predict.evaluation import evaluate_predictors, selection_benchmark
+from taskrel.predict.evaluation import TEST_FRACTION, evaluate_predictors, selection_benchmark
 
 
 def _sizes(text: str) -> list[int]:
@@ -23,12 +25,17 @@ def _sizes(text: str) -> list[int]:
 def _evaluate(args: argparse.Namespace) -> int:
     from taskrel.cli import emit_json
 
+    names = [n.strip() for n in args.methods.split(",")] if args.methods else list(PREDICTORS)
+    unknown = [n for n in names if n not in PREDICTORS]
+    if unknown:
+        raise ConfigError(f"--methods: unknown method(s) {unknown}; available: {', '.join(PREDICTORS)}")
+    methods = {name: PREDICTORS[name] for name in names}
     affinity = AffinityMatrix.read_csv(args.affinity)
     table = GainTable.read_csv(args.gains, tasks=affinity.tasks)
-    methods = {name: PREDICTORS[name] for name in args.methods.split(",")} if args.methods else PREDICTORS
-    unknown = set(methods) - set(PREDICTORS)
-    if unknown:
-        raise ConfigError(f"unknown method(s) {sorted(unknown)}; available: {', '.join(PREDICTORS)}")
+    if not args.methods and np.isnan(table.pairwise()).any():
+        skipped = [name for name, make in methods.items() if make().needs_pairs]
+        methods = {name: make for name, make in methods.items() if name not in skipped}
+        print(f"not evaluating {', '.join(skipped)}: they need every task pair measured", file=sys.stderr)
     result = evaluate_predictors(
         table, affinity, methods, _sizes(args.train_sizes), args.repeats, args.test_size, args.seed,
         progress=not args.json,
@@ -56,7 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--affinity", required=True, help="affinity matrix CSV (layout of `taskrel affinity`)")
     parser.add_argument("--train-sizes", default="5,10,20,40", help="comma-separated |G_train| (default 5,10,20,40)")
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--test-size", type=int, default=230, help="held-out test groups (default 230)")
+    parser.add_argument("--test-size", type=float, default=TEST_FRACTION,
+                        help="held-out test groups: a count, or a fraction of the measured multi-task groups "
+                             f"(default {TEST_FRACTION})")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", help=f"comma-separated subset of {','.join(PREDICTORS)}")
     parser.add_argument("--selection", action="store_true", help="also select 2–4 groups and report realised loss")

@@ -3,7 +3,8 @@
 Each task has a learned embedding; a group is the set of its members' embeddings, mixed by one
 self-attention layer, and a small head reads every member's gain from its mixed token. Trained
 with Adam on the measured (group, task) gains of the training groups (mean squared error), as an
-ensemble of a few seeds averaged at prediction. No affinity is used. Its hyperparameters are fixed
+ensemble of a few seeds averaged at prediction (the seeds act on a forked RNG: torch's global
+generator is left as it was). No affinity is used. Its hyperparameters are fixed
 (no search on the test groups); like the original, it needs many training groups to be reliable.
 """
 
@@ -14,6 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from taskrel.errors import ConfigError
 from taskrel.predict.base import GainPredictor
 from taskrel.train.trainer import torch_threads
 
@@ -57,6 +59,13 @@ class MtgNetPredictor(GainPredictor):
         return members, padding, ordered
 
     def _fit(self, train: pd.DataFrame, measured: pd.DataFrame) -> None:
+        for name in ("dim", "epochs", "ensemble"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1 or (name == "dim" and value % 2):
+                raise ConfigError(f"{name} must be a positive integer{' (even: two heads)' * (name == 'dim')}, "
+                                  f"got {value!r}")  # fmt: skip
+        if not (np.isfinite(self.lr) and self.lr > 0 and np.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"lr must be positive and weight_decay ≥ 0, got {self.lr!r}, {self.weight_decay!r}")
         groups = list(dict.fromkeys(train["group"]))
         first = train.drop_duplicates("group").set_index("group")["members"]
         members, padding, ordered = self._encode([first[g] for g in groups])
@@ -70,10 +79,11 @@ class MtgNetPredictor(GainPredictor):
 
     def _train(self, members: torch.Tensor, padding: torch.Tensor, target: torch.Tensor) -> None:
         for k in range(self.ensemble):
-            torch.manual_seed(self.seed * 1000 + k)
-            net = _SetNet(len(self.tasks_), self.dim)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed * 1000 + k)
+                net = _SetNet(len(self.tasks_), int(self.dim))
             optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-            for _ in range(self.epochs):
+            for _ in range(int(self.epochs)):
                 optimizer.zero_grad()
                 error = (net(members, padding) - target)[~padding]
                 (error**2).mean().backward()

@@ -1,0 +1,85 @@
+"""The recommended gain predictor: a stack of nested hierarchical models weighted by held-out error.
+
+`DefaultPredictor` fits `HierarchicalPredictor` with each of a few nested term sets (per-target
+offsets only; plus target-specific member effects; plus the affinity feature) and predicts the
+convex combination of their predictions whose leave-one-group-out squared error on the training
+groups is lowest (weights on a grid of step ``step`` on the simplex; ties go to the weight vector
+found first, which favours the simpler models). The rule uses the training groups only: nothing
+about the groups to be predicted enters it. The affinity term is a candidate only when an
+affinity matrix is given, so the predictor also works from measured gains alone. With a single
+training group nothing can be held out and the first candidate alone is used.
+
+The predictive standard deviation is that of the mixture: √(Σ_k w_k (σ_k² + (μ_k − μ)²)).
+Gains follow gain(G → t) = (L_STL(t) − L_G(t)) / L_STL(t), positive = the group helps t.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from taskrel.errors import ConfigError
+from taskrel.predict.base import GainPredictor
+from taskrel.predict.hierarchical import TERMS, HierarchicalPredictor
+
+CANDIDATES = (("offset",), ("offset", "specific"), ("offset", "specific", "affinity"))
+
+
+class DefaultPredictor(GainPredictor):
+    """Held-out-error-weighted stack of hierarchical gain models (see the module docstring)."""
+
+    needs_affinity = False
+    has_std = True
+
+    def __init__(self, candidates: Sequence[Sequence[str]] = CANDIDATES, step: float = 0.05) -> None:
+        self.candidates = candidates
+        self.step = step
+
+    def _fit(self, train: pd.DataFrame, measured: pd.DataFrame) -> None:
+        candidates = [tuple(c) for c in self.candidates]
+        if not candidates or any(not c or set(c) - set(TERMS) for c in candidates):
+            raise ConfigError(f"candidates must be non-empty term sets from {TERMS}, got {self.candidates!r}")
+        if not (np.isfinite(self.step) and 0 < self.step <= 1 and abs(1 / self.step - round(1 / self.step)) < 1e-9):
+            raise ConfigError(f"step must be 1/k for a whole number k ≥ 1, got {self.step!r}")
+        usable = [c for c in candidates if self.affinity_ is not None or "affinity" not in c]
+        if not usable:
+            raise ConfigError("every candidate needs the affinity term, but no affinity matrix was given")
+        frame = train[["group", "task", "gain"]]
+        self.models_ = [HierarchicalPredictor(terms=terms).fit(self.affinity_, frame) for terms in usable]
+        if self.n_groups_ > 1:
+            held = [model.leave_group_out() for model in self.models_]
+            self.weights_ = _best_mixture(np.column_stack([h["predicted"] for h in held]),
+                                          held[0]["gain"].to_numpy(float), round(1 / self.step))  # fmt: skip
+        else:
+            self.weights_ = np.eye(len(self.models_))[0]
+
+    def _predict(self, rows: pd.DataFrame) -> np.ndarray:
+        return self._predict_with_std(rows)[0]
+
+    def _predict_with_std(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        parts = [model._predict_with_std(rows) for model in self.models_]
+        means = np.column_stack([m for m, _ in parts])
+        stds = np.column_stack([s for _, s in parts])
+        mean = means @ self.weights_
+        return mean, np.sqrt((stds**2 + (means - mean[:, None]) ** 2) @ self.weights_)
+
+    def mixture(self) -> dict[str, float]:
+        """Weight of every candidate model, keyed by its terms joined with ``+``."""
+        return {"+".join(m.terms_): float(w) for m, w in zip(self.models_, self.weights_, strict=True)}
+
+
+def _best_mixture(predictions: np.ndarray, measured: np.ndarray, steps: int) -> np.ndarray:
+    """Weights on the simplex grid {k/steps} minimising the mean squared error of predictions @ w."""
+    best_error, best = np.inf, None
+    k = predictions.shape[1]
+    for head in itertools.product(range(steps + 1), repeat=k - 1):
+        if sum(head) > steps:
+            continue
+        weights = np.array([steps - sum(head), *head], float) / steps  # all on the first, simplest, first
+        error = float(np.mean((predictions @ weights - measured) ** 2))
+        if error < best_error - 1e-15:
+            best_error, best = error, weights
+    return best

@@ -1,0 +1,142 @@
+"""The hierarchical model against its weight-space closed form, and the default predictor's rule."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from taskrel.affinity import AffinityMatrix
+from taskrel.errors import ConfigError
+from taskrel.groups import all_groups, group_name
+from taskrel.predict import DefaultPredictor, HierarchicalPredictor, SurrogatePredictor
+
+TASKS = tuple(f"t{i}" for i in range(7))
+GROUPS = [group_name(g, TASKS) for g in all_groups(TASKS, range(2, 8))]
+
+
+def table(gain, seed=0, noise=0.0):
+    """Every multi-task group of seven tasks with gain(G, t) from `gain(members, t)` plus Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    rows = [(name, t, gain(name.split("|"), t) + noise * rng.normal()) for name in GROUPS for t in name.split("|")]
+    return pd.DataFrame(rows, columns=["group", "task", "gain"])
+
+
+def membership_effects(rng):
+    """gain(G, t) = offset_t + Σ_{u ∈ G∖t} effect[t, u]: no role for any affinity."""
+    effect, offset = rng.normal(scale=0.05, size=(7, 7)), rng.normal(scale=0.1, size=7)
+    return lambda g, t: offset[TASKS.index(t)] + sum(effect[TASKS.index(t), TASKS.index(u)] for u in g if u != t)
+
+
+def split(n_train, seed=0):
+    order = np.random.default_rng(seed).permutation(len(GROUPS))
+    return [GROUPS[i] for i in order[:n_train]], [GROUPS[i] for i in order[n_train:]]
+
+
+def weight_space(train, query, tasks, variances, centre=None):
+    """Posterior mean and predictive std of the linear model with offset + specific + mean terms.
+
+    Gains are centred on `centre` (default: the mean training gain) before the Gaussian prior applies.
+    """
+
+    def design(frame):
+        target = np.array([[t == u for u in tasks] for t in frame.task], float)
+        pairs = zip(frame.group, frame.task, strict=True)
+        others = np.array([[u in g.split("|") and u != t for u in tasks] for g, t in pairs], float)
+        specific = (target[:, :, None] * others[:, None, :]).reshape(len(frame), -1)
+        return np.hstack([target, specific, np.ones((len(frame), 1))])
+
+    x, q = design(train), design(query)
+    prior = np.concatenate([np.full(len(tasks), variances["offset"]), np.full(len(tasks) ** 2, variances["specific"]),
+                            [variances["mean"]]])  # fmt: skip
+    y = train.gain.to_numpy()
+    centre = y.mean() if centre is None else centre
+    precision = x.T @ x / variances["noise"] + np.diag(1 / prior)
+    cov = np.linalg.inv(precision)
+    mean = q @ cov @ x.T @ (y - centre) / variances["noise"] + centre
+    return mean, np.sqrt(np.einsum("ij,jk,ik->i", q, cov, q) + variances["noise"])
+
+
+def test_hierarchical_model_is_the_bayesian_linear_model_it_describes():
+    rng = np.random.default_rng(0)
+    frame = table(membership_effects(rng), noise=0.01)
+    train, test = split(15)
+    model = HierarchicalPredictor(terms=("offset", "specific")).fit(None, frame[frame.group.isin(train)])
+    predicted = model.predict(test, return_std=True)
+    query = predicted[["group", "task"]]
+    mean, std = weight_space(frame[frame.group.isin(train)], query, TASKS, model.variances())
+    assert np.allclose(predicted.gain, mean, atol=1e-8) and np.allclose(predicted.gain_std, std, atol=1e-8)
+
+
+def test_leave_group_out_matches_refitting_without_the_group():
+    frame = table(lambda g, t: 0.1 * TASKS.index(t) - 0.02 * len(g), noise=0.01)
+    train, _ = split(8)
+    model = HierarchicalPredictor(terms=("offset", "specific")).fit(None, frame[frame.group.isin(train)])
+    held = model.leave_group_out()
+    rows = model.train_rows_
+    for group in train[:3]:
+        rest = rows[rows.group != group]
+        query = rows[rows.group == group]
+        # the closed form keeps the fitted variances and the centring on all training rows
+        mean, std = weight_space(rest, query, TASKS, model.variances(), centre=rows.gain.mean())
+        mine = held[held.group == group]
+        assert np.allclose(mine.predicted, mean, atol=1e-8)
+        assert np.allclose(mine.predicted_std, std, atol=1e-8)
+
+
+def test_default_leans_on_membership_when_gains_are_membership_effects():
+    rng = np.random.default_rng(1)
+    frame = table(membership_effects(rng), noise=0.005)
+    noise_affinity = AffinityMatrix(rng.normal(size=(7, 7)), TASKS)  # unrelated to the gains
+    train, test = split(25)
+    model = DefaultPredictor().fit(noise_affinity, frame[frame.group.isin(train)])
+    assert model.mixture()["offset+specific+affinity"] <= 0.2
+    merged = model.predict(test).merge(frame, on=["group", "task"], suffixes=("_pred", ""))
+    surrogate = SurrogatePredictor().fit(None, frame[frame.group.isin(train)]).predict(test)
+    merged_s = surrogate.merge(frame, on=["group", "task"], suffixes=("_pred", ""))
+    r, r_s = (np.corrcoef(m.gain_pred, m.gain)[0, 1] for m in (merged, merged_s))
+    assert r > 0.95 and r >= r_s - 0.02
+
+
+def test_default_follows_the_affinity_when_gains_are_affinity_driven():
+    rng = np.random.default_rng(2)
+    affinity = AffinityMatrix(rng.normal(size=(7, 7)), TASKS)
+    frame = table(lambda g, t: 0.1 * affinity.incoming(g, t), noise=0.005)
+    train, test = split(10)
+    model = DefaultPredictor().fit(affinity, frame[frame.group.isin(train)])
+    assert model.mixture()["offset+specific+affinity"] >= 0.8
+    merged = model.predict(test).merge(frame, on=["group", "task"], suffixes=("_pred", ""))
+    assert np.corrcoef(merged.gain_pred, merged.gain)[0, 1] > 0.95
+    # without the affinity the same draw is predicted far worse: the affinity carries the signal
+    alone = DefaultPredictor().fit(None, frame[frame.group.isin(train)]).predict(test)
+    alone = alone.merge(frame, on=["group", "task"], suffixes=("_pred", ""))
+    assert np.corrcoef(alone.gain_pred, alone.gain)[0, 1] < 0.8
+
+
+def test_predictive_std_is_calibrated_on_held_out_groups():
+    rng = np.random.default_rng(3)
+    offset = rng.normal(scale=0.1, size=7)
+    frame = table(lambda g, t: offset[TASKS.index(t)], noise=0.02, seed=4)
+    train, test = split(30)
+    predicted = DefaultPredictor().fit(None, frame[frame.group.isin(train)]).predict(test, return_std=True)
+    merged = predicted.merge(frame, on=["group", "task"], suffixes=("_pred", ""))
+    z = np.abs(merged.gain - merged.gain_pred) / merged.gain_std
+    assert 0.6 < np.mean(z <= 1) < 0.76 and np.mean(z <= 2) > 0.9
+
+
+def test_one_training_group_uses_the_simplest_model_and_singletons_have_no_spread():
+    frame = table(lambda g, t: 0.1 * TASKS.index(t))
+    model = DefaultPredictor().fit(None, frame[frame.group == "|".join(TASKS)])
+    assert model.mixture() == {"offset": 1.0, "offset+specific": 0.0}
+    out = model.predict(["t0", "t0|t1"], return_std=True)
+    assert out.gain_std.iloc[0] == 0.0 and out.gain.iloc[0] == 0.0 and (out.gain_std.iloc[1:] > 0).all()
+
+
+def test_bad_hyperparameters_are_reported_in_fit():
+    frame = table(lambda g, t: 0.0)
+    for model, message in [(HierarchicalPredictor(terms=("offset", "bias")), "terms"),
+                           (HierarchicalPredictor(terms=("affinity",)), "needs an affinity"),
+                           (DefaultPredictor(candidates=()), "candidates"),
+                           (DefaultPredictor(step=0.3), "step"),
+                           (DefaultPredictor(candidates=(("affinity",),)), "no affinity")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            model.fit(None, frame)
+        assert not hasattr(model, "tasks_")
