@@ -1,6 +1,6 @@
 """The grouping pipeline a user runs on any problem, end to end, resumable from its run store.
 
-STL runs → one all-task affinity run (ETAP) → a few sampled training groups → ETAP fit →
+STL runs → one all-task affinity run (ETAP) → a few sampled training groups → gain predictor fit →
 predicted gains of every candidate group (of every pair, above `MAX_ENUMERATED_TASKS` tasks) →
 exact selection under the constraints (the compact pairwise program for many tasks) → training of
 the chosen groups → a report (HTML and Markdown) comparing the choice with single-task learning
@@ -26,7 +26,7 @@ from taskrel.affinity.measure import measure_affinity
 from taskrel.errors import ConfigError, TaskrelError
 from taskrel.gains import GainTable
 from taskrel.groups import Group, all_groups, group_name
-from taskrel.predict import EtapPredictor
+from taskrel.predict import DefaultPredictor
 from taskrel.problem import Problem, check_fingerprint, load_problem
 from taskrel.select import Constraints, GroupingProblem, PairwiseProblem
 from taskrel.train.store import RunStore
@@ -186,7 +186,7 @@ def run_pipeline(
     names = {group_name(g, tasks) for g in training}
     measured = table.mean()
     train_frame = measured[measured["group"].isin(names)][["group", "task", "gain"]]
-    model = EtapPredictor().fit(affinity, train_frame)
+    model = DefaultPredictor().fit(affinity, train_frame)
     held_out = _cross_validate(affinity, train_frame, [g for g in training if len(g) >= 2], tasks)
     stl = table.stl_loss()
     constraints = {"max_groups": max_groups, **({"budgets": {"size": budget}} if budget is not None else {})}
@@ -259,14 +259,14 @@ def _select_pairwise(model, tasks, stl, max_groups, time_limit, seed) -> tuple[p
 def _cross_validate(
     affinity: AffinityMatrix, frame: pd.DataFrame, groups: list[Group], tasks: list[str]
 ) -> pd.DataFrame:
-    """Leave-one-group-out ETAP predictions for the training groups (what the fit did not see)."""
+    """Leave-one-group-out predictions for the training groups (what the fit did not see)."""
     rows = []
     for held in groups:
         name = group_name(held, tasks)
         rest = frame[frame["group"] != name]
         if rest["group"].nunique() < 2:
             continue
-        predicted = EtapPredictor().fit(affinity, rest).predict([held])
+        predicted = DefaultPredictor().fit(affinity, rest).predict([held])
         merged = predicted.merge(frame, on=["group", "task"], suffixes=("_pred", ""))
         rows += [{"group": name, "task": t, "predicted": p, "measured": m}
                  for t, p, m in zip(merged["task"], merged["gain_pred"], merged["gain"], strict=True)]  # fmt: skip
@@ -303,7 +303,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from taskrel.train.cli import add_problem_options
     from taskrel.train.executors import EXECUTORS
 
-    parser = subparsers.add_parser("pipeline", help="affinity → sampled groups → ETAP → selection → report")
+    parser = subparsers.add_parser("pipeline", help="affinity → sampled groups → gain predictor → selection → report")
     add_problem_options(parser)
     parser.add_argument("--train-groups", type=int, default=10, help="groups trained to fit the predictor")
     parser.add_argument("--max-groups", type=int, default=3, help="at most this many groups are chosen")

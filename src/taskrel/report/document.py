@@ -42,7 +42,7 @@ def _figures(result, out: Path) -> None:
     kinds = ["training groups (held out)"] * len(cv) + ["chosen groups"] * len(chosen)
     if len(measured) >= 2:
         scatter(predicted, measured, out / "predicted_vs_measured.png", groups=kinds,
-                title="ETAP predicted vs measured gain")  # fmt: skip
+                title="predicted vs measured gain")  # fmt: skip
 
 
 def _sections(result) -> list[tuple[str, list]]:
@@ -80,8 +80,8 @@ def _sections(result) -> list[tuple[str, list]]:
                      "affinity.csv (row = source, column = target)"],
         ["training groups", f"{len(result.train_groups)}: " + ", ".join("|".join(sorted(g, key=result.tasks.index))
                                                                       for g in result.train_groups)],
-        ["predictor", "ETAP: B-spline + ridge on group affinity (one-SE rule), residual ridge on shared and per-target "
-         "member effects (group-aware CV)"],
+        ["predictor", "DefaultPredictor: nested hierarchical Gaussian models (per-target offsets, target-specific "
+         "member effects, the ETAP affinity feature) stacked by leave-one-group-out error"],
         ["selection", result.selection],
         ["losses", "mean per-row test loss of each task (BCE for binary tasks, MSE for regression)"],
         ["wall time", ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())],
@@ -95,7 +95,7 @@ def _sections(result) -> list[tuple[str, list]]:
         ]),
         ("Chosen groups", [
             "Gains are relative loss reductions over STL, gain = (L_STL − L_G) / L_STL; the realised gain "
-            "comes from training the group; the predicted one from ETAP before training it.",
+            "comes from training the group; the predicted one from the gain predictor before training it.",
             (["group", "serves", "mean predicted gain", "mean realised gain"], chosen_rows),
             (["task", "serving group", "STL loss", "all-task loss", "selected loss", "predicted gain",
               "realised gain"], per_task),
