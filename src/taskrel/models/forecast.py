@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from taskrel.errors import ModelError
-from taskrel.models.multitask import MultiTaskModel, _glorot
+from taskrel.models.multitask import MultiTaskModel
 
 
 class WindowEncoder(nn.Module):
@@ -37,7 +37,6 @@ class WindowEncoder(nn.Module):
         super().__init__()
         self.hidden = hidden
         self.layer = nn.Linear(input_len * n_channels, hidden)
-        _glorot(self.layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = x[:, -1, :]
@@ -53,7 +52,6 @@ class ChannelHead(nn.Module):
         self.channel = channel
         self.hidden = hidden
         self.linear = nn.Linear(hidden, horizon)
-        _glorot(self.linear)
 
     def forward(self, encoded: torch.Tensor) -> torch.Tensor:
         level = encoded[:, self.hidden + self.channel, None]
