@@ -17,8 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from taskrel.affinity.cli import measure_affinity
-from taskrel.data import load_chemical
+from taskrel.affinity.measure import measure_affinity
+from taskrel.problem import load_problem
 
 from common import RESULTS, write_result
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    dataset = load_chemical()
+    dataset = load_problem("chemical")
     measure_affinity(dataset, "etap", epochs=1)  # warm-up: imports, first-call allocations
     seconds: dict[str, list[float]] = {label: [] for label in METHODS}
     collecting: dict[str, list[float]] = {label: [] for label in METHODS}

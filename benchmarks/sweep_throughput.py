@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from taskrel.data import load_chemical
-from taskrel.train import TrainConfig, Trainer
+from taskrel.problem import load_problem
+from taskrel.train import Trainer
 from taskrel.train.sweep import plan_runs, run_sweep, stratified_groups
 
 from common import write_result
@@ -30,7 +31,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     dataset = load_chemical()
-    config = TrainConfig(max_steps=args.max_steps, patience_steps=args.max_steps, patience=10**6)
+    problem = load_problem("chemical", max_steps=args.max_steps, patience_steps=args.max_steps, patience=10**6)
+    config = problem.config
     groups = stratified_groups(dataset.task_names, args.groups, seed=0, sizes=range(2, 6))
     keys = plan_runs(dataset.task_names, groups, [0])  # the singles of every member, then the groups
     jobs = len(keys)
@@ -42,8 +44,7 @@ def main() -> None:
     def sweep(**options):
         def run() -> None:
             with tempfile.TemporaryDirectory() as folder:
-                report = run_sweep("chemical", groups, [0], Path(folder) / "runs.db", config=config, progress=False,
-                                   **options)  # fmt: skip
+                report = run_sweep(problem, groups, [0], Path(folder) / "runs.db", progress=False, **options)
                 assert report.done == jobs, report
 
         return run

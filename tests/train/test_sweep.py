@@ -16,12 +16,11 @@ from taskrel.data import CHEMICAL_TASKS
 from taskrel.errors import ConfigError, DataError, StoreError
 from taskrel.gains import GainTable
 from taskrel.groups import parse_group
-from taskrel.train import TrainConfig
-from taskrel.train import sweep as sweep_module
+from taskrel.problem import load_problem
 from taskrel.train.store import RunKey, RunStore
 from taskrel.train.sweep import plan_runs, run_sweep, sample_groups, stratified_groups
 
-TINY = TrainConfig(max_steps=25, patience_steps=0)
+TINY = load_problem("chemical", max_steps=25, patience_steps=0)
 GROUPS = ["87|55", "80|55", "81|87|55"]
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -112,57 +111,34 @@ def test_sigkill_at_random_moments_then_resume_loses_and_repeats_nothing(tmp_pat
     assert json.loads(again.stdout)["done"] == 0 and "nothing to do" in json.loads(again.stdout)["message"]
 
 
-def test_failed_run_is_recorded_skipped_and_retried(tmp_path, monkeypatch):
-    real = sweep_module.Trainer
-
-    class Exploding(real):
-        def fit(self):
-            if self.tasks == ("80", "55"):
-                raise FloatingPointError("loss of task '80' is nan")
-            return super().fit()
-
-    monkeypatch.setattr(sweep_module, "Trainer", Exploding)
-    store = tmp_path / "runs.db"
-    report = run_sweep("chemical", ["87|55", "80|55"], 1, store, config=TINY, progress=False)
-    assert (report.done, report.failed) == (4, 1)
-    with RunStore(store, "chemical", sweep_module.store_config(TINY)) as runs:
-        (failed,) = runs.records("failed")
-    assert failed.group == "80|55" and "FloatingPointError: loss of task '80' is nan" in failed.error
-    again = run_sweep("chemical", ["87|55", "80|55"], 1, store, config=TINY, progress=False)
-    assert again.nothing_to_do
-    monkeypatch.setattr(sweep_module, "Trainer", real)
-    retried = run_sweep("chemical", ["87|55", "80|55"], 1, store, config=TINY, retry_failed=True, progress=False)
-    assert (retried.done, retried.failed, retried.skipped) == (1, 0, 4)
-
-
 def test_ray_executor_gives_the_local_pool_results(tmp_path):
     local, ray = tmp_path / "local.db", tmp_path / "ray.db"
-    run_sweep("chemical", GROUPS[:2], 1, local, config=TINY, workers=2, progress=False)
-    run_sweep("chemical", GROUPS[:2], 1, ray, config=TINY, workers=2, executor="ray", progress=False)
+    run_sweep(TINY, GROUPS[:2], 1, local, workers=2, progress=False)
+    run_sweep(TINY, GROUPS[:2], 1, ray, workers=2, executor="ray", progress=False)
     assert done_rows(local) == done_rows(ray) and len(done_rows(ray)) == 5
 
 
 def test_foreign_corrupt_and_mismatched_stores_are_refused(tmp_path):
-    config = sweep_module.store_config(TINY)
+    config = TINY.fingerprint()
     junk = tmp_path / "junk.db"
     junk.write_bytes(os.urandom(4096))
     with pytest.raises(StoreError, match=r"junk\.db"):
-        RunStore(junk, "chemical", config)
+        RunStore(junk, config)
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as db:
         db.execute("CREATE TABLE invoices (id INTEGER)")
     with pytest.raises(StoreError, match="another application"):
-        RunStore(other, "chemical", config)
+        RunStore(other, config)
     store = tmp_path / "runs.db"
-    RunStore(store, "chemical", config).close()
-    with pytest.raises(StoreError, match="dataset 'chemical', not 'landmine'"):
-        RunStore(store, "landmine", config)
+    RunStore(store, config).close()
+    with pytest.raises(StoreError, match="problem 'chemical', not 'landmine'"):
+        RunStore(store, {**config, "name": "landmine"})
     with pytest.raises(StoreError, match="max_steps"):
-        RunStore(store, "chemical", sweep_module.store_config(TrainConfig(max_steps=26, patience_steps=0)))
+        RunStore(store, load_problem("chemical", max_steps=26, patience_steps=0).fingerprint())
 
 
 def test_claims_of_dead_processes_are_released_and_live_ones_respected(tmp_path):
-    store = RunStore(tmp_path / "runs.db", "chemical", sweep_module.store_config(TINY))
+    store = RunStore(tmp_path / "runs.db", TINY.fingerprint())
     key = RunKey("87|55", 0)
     assert store.claim(key)
     assert not store.claim(key)  # this process is alive: the claim holds
@@ -174,9 +150,9 @@ def test_claims_of_dead_processes_are_released_and_live_ones_respected(tmp_path)
 
 def test_merge_from_another_machine_store(tmp_path):
     a, b = tmp_path / "a.db", tmp_path / "b.db"
-    run_sweep("chemical", ["87|55"], [0], a, config=TINY, progress=False)
-    run_sweep("chemical", ["87|55"], [1], b, config=TINY, progress=False)
-    with RunStore(a, "chemical", sweep_module.store_config(TINY)) as store:
+    run_sweep(TINY, ["87|55"], [0], a, progress=False)
+    run_sweep(TINY, ["87|55"], [1], b, progress=False)
+    with RunStore(a, TINY.fingerprint()) as store:
         assert store.merge_from(b) == 3
         assert store.merge_from(b) == 0
         assert store.counts()["done"] == 6
@@ -184,8 +160,8 @@ def test_merge_from_another_machine_store(tmp_path):
 
 def test_gains_from_store_follow_the_sign_convention(tmp_path):
     store = tmp_path / "runs.db"
-    run_sweep("chemical", ["87|55"], 2, store, config=TINY, progress=False)
-    with RunStore(store, "chemical", sweep_module.store_config(TINY)) as runs:
+    run_sweep(TINY, ["87|55"], 2, store, progress=False)
+    with RunStore(store, TINY.fingerprint()) as runs:
         records = list(runs.records())
     table = GainTable.from_runs([(r.group, r.seed, r.val_loss, r.test_loss) for r in records], CHEMICAL_TASKS)
     stl = {t: sum(r.test_loss[t] for r in records if r.group == t) / 2 for t in ("87", "55")}
@@ -201,3 +177,101 @@ def test_gains_from_store_follow_the_sign_convention(tmp_path):
     assert val.split == "val" and row.gain.item() == pytest.approx((stl_val - pair.val_loss["55"]) / stl_val)
     with pytest.raises(DataError, match="split must be one of"):
         table.with_split("train")
+
+
+# --------------------------------------------------------------------------------------------
+# Any problem: a user's single-input problem, failures, dead workers, concurrent sweeps, leases
+USER = str(Path(__file__).resolve().parents[1] / "user_problems.py")
+
+
+def taskrel_cli(*args, env=None, check=False):
+    env = {**os.environ, "PYTHONPATH": SRC, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "taskrel", *args], env=env, capture_output=True, text=True,
+                          timeout=600, check=check)  # fmt: skip
+
+
+def test_user_problem_sweeps_in_a_spawned_pool_with_the_gains_of_direct_training(tmp_path):
+    store = tmp_path / "runs.db"
+    done = taskrel_cli("sweep", "--problem", f"{USER}:forecast", "--groups", "size:2", "--seeds", "1",
+                       "--store", str(store), "--workers", "2", "--quiet", "--json", check=True)  # fmt: skip
+    assert json.loads(done.stdout)["done"] == 3 + 3  # three singles, three pairs
+    out = tmp_path / "gains.csv"
+    taskrel_cli("gains", "--problem", f"{USER}:forecast", "--store", str(store), "--out", str(out), check=True)
+    table = GainTable.read_csv(out, ("HUFL", "MUFL", "OT"))
+    problem = load_problem(f"{USER}:forecast")
+    stl = {t: problem.train([t], 0).test_loss[t] for t in ("MUFL", "OT")}
+    pair = problem.train(["MUFL", "OT"], 0).test_loss
+    rows = table.frame[table.frame.group == "MUFL|OT"].set_index("task")
+    for task in ("MUFL", "OT"):
+        assert rows.loc[task, "test_loss"] == pytest.approx(pair[task], rel=1e-6)
+        assert rows.loc[task, "gain"] == pytest.approx((stl[task] - pair[task]) / stl[task], rel=1e-5, abs=1e-7)
+
+
+def test_failed_runs_are_reported_kept_and_retried_alone(tmp_path):
+    store, log = tmp_path / "runs.db", tmp_path / "log.txt"
+    env = {"TASKREL_TEST_BAD_GROUP": "HUFL|OT", "TASKREL_TEST_LOG": str(log)}
+    args = ["sweep", "--problem", f"{USER}:exploding", "--groups", "size:2", "--seeds", "1", "--store", str(store)]
+    first = taskrel_cli(*args, "--quiet", env=env)
+    assert first.returncode == 1
+    assert "failed: HUFL|OT seed 0: RuntimeError: simulated divergence of HUFL|OT" in first.stderr
+    again = taskrel_cli(*args, "--json", env=env)
+    report = json.loads(again.stdout)
+    assert again.returncode == 1 and report["done"] == 0 and report["kept_failed"] == 1
+    assert report["message"].startswith("1 failed runs kept (first: HUFL|OT seed 0: RuntimeError")
+    assert report["message"].endswith("--retry-failed reruns them") and "nothing to do" not in report["message"]
+    before = log.read_text().splitlines()
+    fixed = taskrel_cli(*args, "--retry-failed", "--json", env={"TASKREL_TEST_LOG": str(log)})
+    assert fixed.returncode == 0 and json.loads(fixed.stdout)["done"] == 1
+    assert [line.rsplit(" ", 1)[0] for line in log.read_text().splitlines()[len(before) :]] == ["HUFL|OT 0"]
+
+
+def test_a_killed_worker_strands_nothing(tmp_path):
+    """A run whose worker process is SIGKILLed goes round once more, then is recorded as failed; the pool is
+    restarted and every other run is done."""
+    store = tmp_path / "runs.db"
+    result = taskrel_cli("sweep", "--problem", f"{USER}:killing", "--groups", "size:2", "--seeds", "1",
+                         "--store", str(store), "--workers", "2", "--quiet", "--json",
+                         env={"TASKREL_TEST_BAD_GROUP": "MUFL|OT"})  # fmt: skip
+    report = json.loads(result.stdout)
+    assert result.returncode == 1 and report["done"] == 5 and report["failed"] == 1
+    (failure,) = report["failures"]
+    assert failure["group"] == "MUFL|OT" and "worker process died" in failure["error"]
+    assert {r[2] for r in done_rows(store)} == {"done", "failed"}  # no claim left 'running'
+
+
+def test_two_concurrent_sweeps_train_every_run_exactly_once(tmp_path):
+    store, log = tmp_path / "runs.db", tmp_path / "log.txt"
+    env = {**os.environ, "PYTHONPATH": SRC, "TASKREL_TEST_LOG": str(log)}
+    command = [sys.executable, "-m", "taskrel", "sweep", "--problem", f"{USER}:forecast", "--groups", "all",
+               "--seeds", "2", "--store", str(store), "--quiet"]  # fmt: skip
+    sweeps = [subprocess.Popen(command, env=env) for _ in range(2)]
+    assert [p.wait(timeout=600) for p in sweeps] == [0, 0]
+    trained = [line.rsplit(" ", 1)[0] for line in log.read_text().splitlines()]
+    assert len(trained) == 7 * 2 and len(set(trained)) == len(trained)  # 7 groups × 2 seeds, none twice
+    assert len({line.rsplit(" ", 1)[1] for line in log.read_text().splitlines()}) == 2  # both sweeps trained
+    assert sorted(r[2] for r in done_rows(store)) == ["done"] * 14
+
+
+def test_claims_of_another_host_hold_while_their_lease_is_renewed(tmp_path):
+    store = RunStore(tmp_path / "runs.db", TINY.fingerprint(), lease=60)
+    key = RunKey("87|55", 0)
+    assert store.claim(key)
+    with store.transaction():
+        store._db.execute("UPDATE runs SET owner = 'elsewhere:123', updated = ?", (time.time() - 30,))
+    assert not store.claim(key)  # another host, renewed 30 s ago: its lease holds
+    with store.transaction():
+        store._db.execute("UPDATE runs SET updated = ?", (time.time() - 61,))
+    assert store.claim(key)  # not renewed for longer than the lease: abandoned
+    store.close()
+
+
+def test_a_sweep_renews_its_claims_while_it_runs(tmp_path):
+    store = RunStore(tmp_path / "runs.db", TINY.fingerprint(), lease=0.5)
+    assert store.claim(RunKey("87", 0))
+    with store.transaction():
+        store._db.execute("UPDATE runs SET updated = 0")
+    with store.heartbeat():
+        time.sleep(0.4)
+    (updated,) = store._db.execute("SELECT updated FROM runs").fetchone()
+    assert time.time() - updated < 0.5
+    store.close()

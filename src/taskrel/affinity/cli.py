@@ -6,72 +6,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from taskrel.affinity import COLLECTORS
 from taskrel.affinity.collector import WEIGHTINGS
+from taskrel.affinity.measure import METHODS, measure_affinity
 from taskrel.affinity.transfer_gain import REFERENCES
-from taskrel.data import LOADERS, load_dataset
-from taskrel.errors import ConfigError
-from taskrel.train import TrainConfig, Trainer
-
-METHODS = (*COLLECTORS, "none")
-
-
-def make_collector(
-    method: str, every: int = 1, momentum: bool = False, normalize: bool = True, reference: str = "doubled"
-):
-    """A collector by method name (``none`` → no collector)."""
-    if method == "none":
-        return None
-    if method == "etap":
-        return COLLECTORS["etap"](every=every, momentum=momentum, normalize=normalize)
-    if method == "ptg":
-        return COLLECTORS["ptg"](every=every, reference=reference)
-    if method == "tag":
-        return COLLECTORS["tag"](every=every)
-    raise ConfigError(f"unknown affinity method {method!r}; use one of {METHODS}")
-
-
-def measure_affinity(
-    dataset,
-    method: str,
-    *,
-    epochs: int | None = None,
-    every: int = 1,
-    seed: int = 0,
-    config: TrainConfig | None = None,
-    weighting: str = "steps",
-    **options,
-):
-    """Train all tasks of `dataset` once with the collector; returns (matrix or None, TrainResult).
-
-    `weighting` aggregates the collected steps (see `taskrel.affinity.collector`).
-
-    With `epochs`, exactly that many epochs are trained (no early stopping), as for overhead
-    measurements; otherwise the configuration's early stopping decides.
-    """
-    config = config or TrainConfig()
-    if epochs is not None:
-        if epochs < 1:
-            raise ConfigError(f"epochs must be ≥ 1, got {epochs}")
-        config = TrainConfig.from_dict(
-            {**config.to_dict(), "max_epochs": epochs, "patience": epochs + 1, "max_steps": 10**9}
-        )
-    collector = make_collector(method, every, **options)
-    trainer = Trainer(dataset, dataset.task_names, config, seed=seed, callbacks=[collector] if collector else [])
-    result = trainer.fit()
-    return (collector.matrix(weighting) if collector else None), result
+from taskrel.train.cli import add_problem_options, problem_from_args
 
 
 def _affinity(args: argparse.Namespace) -> int:
     from taskrel.cli import emit_json
 
-    dataset = load_dataset(args.dataset)
+    problem = problem_from_args(args)
     matrix, result = measure_affinity(
-        dataset,
+        problem,
         args.method,
         epochs=args.epochs,
         every=args.every,
         seed=args.seed,
+        weighting=args.weighting,
         momentum=args.momentum,
         normalize=not args.no_normalize,
         reference=args.reference,
@@ -80,14 +31,14 @@ def _affinity(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     payload = {
         "method": args.method,
-        "tasks": dataset.task_names,
+        "tasks": list(problem.tasks),
         "steps": 0,
         "seconds": 0.0,
         "train_seconds": round(result.seconds, 4),
     }
     if matrix is not None:
         matrix.to_csv(out / "affinity.csv")
-        matrix.plot(out / "affinity.png", title=f"{args.method.upper()} affinity on {dataset.name}: A[source, target]")
+        matrix.plot(out / "affinity.png", title=f"{args.method.upper()} affinity on {args.problem}: A[source, target]")
         payload.update(steps=matrix.steps, seconds=round(matrix.seconds, 4))
     if args.json:
         emit_json(payload)
@@ -103,7 +54,7 @@ def _affinity(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("affinity", help="measure task affinity during one all-task training run")
-    parser.add_argument("--dataset", required=True, choices=sorted(LOADERS))
+    add_problem_options(parser, exclude=("momentum",))  # --momentum is ETAP's option here
     parser.add_argument("--method", required=True, choices=METHODS)
     parser.add_argument("--epochs", type=int, help="train exactly N epochs (default: until early stopping)")
     parser.add_argument("--every", type=int, default=1, help="collect every K-th step (default 1)")

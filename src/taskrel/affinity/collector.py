@@ -1,8 +1,7 @@
 """Base of the affinity collectors: collect every k-th step, average per epoch, aggregate.
 
-A collector is a training callback: the `Trainer` calls `on_step(ctx)` before every update and
-`on_epoch_end(epoch, logs)` after each epoch; a user's own loop can do the same with a
-`StepContext` it builds (and, for validation weighting, ``logs={"val_loss": {task: loss}}``).
+A collector is a training callback and relies on nothing but the callback contract of
+`taskrel.train.callbacks.Callback`, so it works in taskrel's trainers and in a user's own loop.
 Per collected step the subclass returns a (K, K) matrix, rows = source tasks, columns = target
 tasks. `matrix()` aggregates them:
 
@@ -50,11 +49,9 @@ class AffinityCollector(Callback):
         self._count = 0
         self.initial_val: dict[str, float] | None = None
 
-    def on_train_begin(self, trainer) -> None:
+    def on_train_begin(self, logs: dict) -> None:
         """Record the validation losses before training: the baseline of the first epoch's improvement."""
-        evaluate = getattr(trainer, "evaluate", None)
-        if evaluate is not None:
-            self.initial_val = evaluate("val")[0]
+        self.initial_val = logs.get("val_loss")
 
     def on_step(self, ctx: StepContext) -> None:
         self._calls += 1

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from taskrel.data.chemical import CHEMICAL_TASKS, load_chemical
 from taskrel.data.dataset import MultiTaskDataset, Split, TaskData
 from taskrel.data.location import data_file, data_root
+from taskrel.data.single import SharedSplit, SingleInputDataset
 from taskrel.data.tabular import load_landmine, load_parkinsons, load_school
 from taskrel.errors import DataError
 
@@ -32,6 +33,8 @@ __all__ = [
     "CHEMICAL_TASKS",
     "LOADERS",
     "MultiTaskDataset",
+    "SharedSplit",
+    "SingleInputDataset",
     "Split",
     "TaskData",
     "data_file",

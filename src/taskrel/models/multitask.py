@@ -46,6 +46,11 @@ class MultiTaskModel(nn.Module):
         features = self.trunk(torch.cat([inputs[t] for t in names]))
         return {t: self.head(t)(h).squeeze(-1) for t, h in zip(names, features.split(sizes), strict=True)}
 
+    def forward_all(self, x: torch.Tensor, tasks: Sequence[str]) -> list[torch.Tensor]:
+        """Predictions of each of `tasks` for shared inputs `x` (n, ...), with one pass through the trunk."""
+        features = self.trunk(x)
+        return [self.head(t)(features).squeeze(-1) for t in tasks]
+
     def forward_stacked(self, inputs: torch.Tensor, tasks: Sequence[str]) -> torch.Tensor:
         """Predictions (K, B) for stacked per-task inputs (K, B, d); block k belongs to ``tasks[k]``.
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from taskrel import __version__
+from taskrel.pipeline import AFFINITY_TEXT
 from taskrel.report.plots import grouped_bars, scatter
 
 
@@ -48,7 +49,6 @@ def _sections(result) -> list[tuple[str, list]]:
     """Report content as (heading, blocks); a block is a paragraph string or a table (header, rows)."""
     frame = result.per_task()
     totals = result.totals()
-    cfg = result.config.to_dict()
     seeds = len(result.seeds)
     chosen_rows = []
     for group in result.chosen:
@@ -72,19 +72,17 @@ def _sections(result) -> list[tuple[str, list]]:
     provenance = [
         ["command", result.command],
         ["taskrel version", __version__],
-        ["dataset", f"{result.dataset} ({len(result.tasks)} tasks: {', '.join(result.tasks)})"],
+        ["problem", f"{result.dataset} ({len(result.tasks)} tasks: {', '.join(result.tasks)})"],
         ["run store", f"{result.store} (every training of this report; resumable)"],
-        ["training protocol", json.dumps(cfg)],
+        ["problem fingerprint", json.dumps(result.fingerprint)],
         ["seeds per group", f"{seeds} (losses are means over seeds; gains use the seed-mean STL loss)"],
-        ["affinity", f"ETAP score (no momentum, loss-normalised), epochs weighted by the target's validation "
-                     f"improvement; {result.affinity.steps} steps collected in {result.affinity.seconds:.1f} s; "
+        ["affinity", f"{AFFINITY_TEXT}; {result.affinity.steps} steps collected in {result.affinity.seconds:.1f} s; "
                      "affinity.csv (row = source, column = target)"],
         ["training groups", f"{len(result.train_groups)}: " + ", ".join("|".join(sorted(g, key=result.tasks.index))
                                                                       for g in result.train_groups)],
         ["predictor", "ETAP: B-spline + ridge on group affinity (one-SE rule), residual ridge on shared and per-target "
          "member effects (group-aware CV)"],
-        ["selection", f"exact MILP (HiGHS), constraints {json.dumps(result.constraints)}, minimising predicted "
-                      "total test loss Σ L_STL(t)·(1 − ĝ); each task served by its best chosen group"],
+        ["selection", result.selection],
         ["losses", "mean per-row test loss of each task (BCE for binary tasks, MSE for regression)"],
         ["wall time", ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())],
         ["generated", time.strftime("%Y-%m-%d %H:%M:%S")],

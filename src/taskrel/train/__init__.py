@@ -2,6 +2,6 @@
 
 from taskrel.train.callbacks import Callback, StepContext
 from taskrel.train.config import TrainConfig
-from taskrel.train.trainer import Trainer, TrainResult
+from taskrel.train.trainer import BaseTrainer, SharedInputTrainer, Trainer, TrainResult
 
-__all__ = ["Callback", "StepContext", "TrainConfig", "TrainResult", "Trainer"]
+__all__ = ["BaseTrainer", "Callback", "SharedInputTrainer", "StepContext", "TrainConfig", "TrainResult", "Trainer"]

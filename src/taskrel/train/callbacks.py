@@ -83,13 +83,20 @@ class StepContext:
 class Callback:
     """Base class of training hooks; override what you need.
 
-    Set `needs_task_gradients = True` when `on_step` reads `ctx.task_gradients` or
-    `ctx.head_gradients`, so a trainer can compute them in its fastest way.
+    The contract every training loop follows (the built-in trainers and a user's own loop alike):
+
+    * ``on_train_begin({"val_loss": {task: float}})`` once, with the initial model's validation losses;
+    * ``on_step(StepContext(...))`` every optimisation step, before the loop's own ``backward()``;
+    * ``on_epoch_end(epoch, {"val_loss": {task: float}, ...})`` after every epoch;
+    * ``on_train_end()`` once.
+
+    Nothing else is passed. Set `needs_task_gradients = True` when `on_step` reads
+    `ctx.task_gradients` or `ctx.head_gradients`, so a trainer can compute them in its fastest way.
     """
 
     needs_task_gradients = False
 
-    def on_train_begin(self, trainer) -> None:
+    def on_train_begin(self, logs: dict) -> None:
         pass
 
     def on_step(self, ctx: StepContext) -> None:
@@ -98,5 +105,5 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         pass
 
-    def on_train_end(self, result) -> None:
+    def on_train_end(self) -> None:
         pass

@@ -1,4 +1,4 @@
-"""Sub-commands `train`, `sweep` and `gains`."""
+"""Sub-commands `train`, `sweep`, `gains` and `problems`, and the `--problem` options of every command."""
 
 from __future__ import annotations
 
@@ -6,53 +6,70 @@ import argparse
 import sys
 from pathlib import Path
 
-from taskrel.data import LOADERS, load_dataset
 from taskrel.gains import GainTable
+from taskrel.problem import Problem, check_fingerprint, load_problem, registered_problems
 from taskrel.train.config import TrainConfig
 from taskrel.train.executors import EXECUTORS
 from taskrel.train.store import RunStore
 from taskrel.train.sweep import run_sweep
-from taskrel.train.trainer import Trainer
 
-TRAINING_OPTIONS = ("lr", "momentum", "batch_size", "max_steps", "patience", "patience_steps")
+TRAINING_OPTIONS = ("lr", "momentum", "batch_size", "max_steps", "patience", "patience_steps", "optimizer")
 
 
-def add_training_options(parser: argparse.ArgumentParser) -> None:
-    """Flags that override `TrainConfig` defaults (ETAP's Chemical protocol)."""
+def add_problem_options(parser: argparse.ArgumentParser, training: bool = True, exclude: tuple[str, ...] = ()) -> None:
+    """`--problem SPEC` (or its alias `--dataset NAME`) and, with `training`, the training-protocol flags
+    (but those in `exclude`, where the command uses the flag for something else)."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--problem", help="a built-in name, pkg.module:attr or path/to/file.py:attr (see `taskrel problems`)"
+    )
+    which.add_argument("--dataset", dest="problem", help="a built-in dataset name (alias of --problem NAME)")
+    if not training:
+        return
     defaults = TrainConfig()
-    group = parser.add_argument_group("training protocol")
+    group = parser.add_argument_group("training protocol (built-in problems; default: the problem's own)")
     for name in TRAINING_OPTIONS:
+        if name in exclude:
+            continue
         value = getattr(defaults, name)
-        group.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=f"(default {value})")
+        group.add_argument(f"--{name.replace('_', '-')}", type=type(value), help=f"(Chemical default {value})")
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{name: getattr(args, name) for name in TRAINING_OPTIONS})
+def training_options(args: argparse.Namespace) -> dict:
+    """The training-protocol flags the user gave (the others keep the problem's defaults)."""
+    return {name: getattr(args, name) for name in TRAINING_OPTIONS if getattr(args, name, None) is not None}
+
+
+def problem_from_args(args: argparse.Namespace) -> Problem:
+    return load_problem(args.problem, **training_options(args))
 
 
 def _train(args: argparse.Namespace) -> int:
     from taskrel.cli import emit_json
+    from taskrel.groups import ordered, parse_group
 
-    dataset = load_dataset(args.dataset)
-    result = Trainer(dataset, args.group, config_from_args(args), seed=args.seed).fit()
+    problem = problem_from_args(args)
+    group = ordered(parse_group(args.group, problem.tasks, "--group"), problem.tasks)
+    result = problem.train(group, args.seed)
     payload = {
-        "dataset": result.dataset,
-        "group": "|".join(result.group),
-        "seed": result.seed,
+        "problem": problem.fingerprint().get("name", args.problem),
+        "group": "|".join(group),
+        "seed": args.seed,
         "test_loss": result.test_loss,
         "val_loss": result.val_loss,
         "test_metric": result.test_metric,
-        "epochs": result.epochs,
-        "best_epoch": result.best_epoch,
+        "epochs": getattr(result, "epochs", None),
+        "best_epoch": getattr(result, "best_epoch", None),
         "steps": result.steps,
         "seconds": round(result.seconds, 3),
     }
     if args.json:
         emit_json(payload)
     else:
-        for task, loss in result.test_loss.items():
-            print(f"{task}\ttest loss {loss:.4f}\ttest metric {result.test_metric[task]:.4f}")
-        print(f"{result.epochs} epochs, {result.steps} steps, {result.seconds:.1f} s")
+        for task in group:
+            metric = "" if result.test_metric is None else f"\ttest metric {result.test_metric[task]:.4f}"
+            print(f"{task}\ttest loss {result.test_loss[task]:.4f}{metric}")
+        print(f"{payload['epochs']} epochs, {result.steps} steps, {result.seconds:.1f} s")
     return 0
 
 
@@ -60,11 +77,10 @@ def _sweep(args: argparse.Namespace) -> int:
     from taskrel.cli import emit_json
 
     report = run_sweep(
-        args.dataset,
+        problem_from_args(args),
         args.groups,
         args.seeds,
         args.store,
-        config=config_from_args(args),
         workers=args.workers,
         executor=args.executor,
         address=args.address,
@@ -72,12 +88,8 @@ def _sweep(args: argparse.Namespace) -> int:
         group_seed=args.group_seed,
         progress=not args.quiet and not args.json,
     )
-    message = (
-        f"nothing to do: all {report.planned} runs are already in {args.store}"
-        if report.nothing_to_do
-        else f"{report.done} runs done, {report.failed} failed, {report.skipped} already stored "
-        f"({report.planned} planned) in {report.seconds:.1f} s"
-    )
+    message = report.message(args.store)
+    failures = [{"group": k.group, "seed": k.seed, "error": e} for k, e in report.failures]
     if args.json:
         emit_json(
             {
@@ -85,22 +97,28 @@ def _sweep(args: argparse.Namespace) -> int:
                 "skipped": report.skipped,
                 "done": report.done,
                 "failed": report.failed,
+                "kept_failed": report.kept_failed,
+                "failures": failures,
                 "seconds": round(report.seconds, 3),
                 "message": message,
             }
         )
     else:
         print(message, file=sys.stderr)
-    return 1 if report.failed else 0
+        for failure in failures[:10]:
+            print(f"failed: {failure['group']} seed {failure['seed']}: {failure['error']}", file=sys.stderr)
+        if len(failures) > 10:
+            print(f"... and {len(failures) - 10} more failed runs", file=sys.stderr)
+    return 1 if report.failures else 0
 
 
 def _gains(args: argparse.Namespace) -> int:
     from taskrel.cli import emit_json
 
-    tasks = load_dataset(args.dataset).task_names
-    with RunStore.open(args.store, args.dataset) as store:
+    problem = load_problem(args.problem)
+    with RunStore.open(args.store, check_fingerprint(problem).get("name", "problem")) as store:
         runs = [(r.group, r.seed, r.val_loss, r.test_loss) for r in store.records("done")]
-    table = GainTable.from_runs(runs, tasks, split=args.split)
+    table = GainTable.from_runs(runs, problem.tasks, split=args.split)
     out = table.mean() if args.mean else table.frame
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,17 +134,28 @@ def _gains(args: argparse.Namespace) -> int:
     return 0
 
 
+def _problems(args: argparse.Namespace) -> int:
+    from taskrel.cli import emit_json
+
+    names = registered_problems()
+    if args.json:
+        emit_json(names)
+    else:
+        for name, target in names.items():
+            print(f"{name}\t{target}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train one task group and print per-task test losses")
-    train.add_argument("--dataset", required=True, choices=sorted(LOADERS))
+    add_problem_options(train)
     train.add_argument("--group", required=True, help='tasks joined by "|", e.g. "83|78"')
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--json", action="store_true")
-    add_training_options(train)
     train.set_defaults(func=_train)
 
     sweep = subparsers.add_parser("sweep", help="train many groups × seeds into a resumable SQLite store")
-    sweep.add_argument("--dataset", required=True, choices=sorted(LOADERS))
+    add_problem_options(sweep)
     sweep.add_argument("--groups", required=True, help="all | pairs | size:K | random:N | FILE")
     sweep.add_argument("--seeds", type=int, required=True, help="number of seeds (0..S-1)")
     sweep.add_argument("--store", required=True, help="SQLite file (created if absent)")
@@ -137,14 +166,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--group-seed", type=int, default=0, help="seed of random:N group sampling")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.add_argument("--json", action="store_true")
-    add_training_options(sweep)
     sweep.set_defaults(func=_sweep)
 
     gains = subparsers.add_parser("gains", help="export measured gains over STL from a run store")
+    add_problem_options(gains, training=False)
     gains.add_argument("--store", required=True)
-    gains.add_argument("--dataset", required=True, choices=sorted(LOADERS))
     gains.add_argument("--out", required=True, help="CSV (or .parquet) file")
     gains.add_argument("--split", choices=("test", "val"), default="test")
     gains.add_argument("--mean", action="store_true", help="one row per (group, task): mean and std over seeds")
     gains.add_argument("--json", action="store_true")
     gains.set_defaults(func=_gains)
+
+    problems = subparsers.add_parser("problems", help="list the problems a --problem spec can name")
+    problems.add_argument("--json", action="store_true")
+    problems.set_defaults(func=_problems)

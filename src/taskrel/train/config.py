@@ -20,10 +20,17 @@ from dataclasses import asdict, dataclass, fields
 
 from taskrel.errors import ConfigError
 
+OPTIMIZERS = ("sgd", "adam")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How one group is trained. `digest()` identifies it in run stores."""
+    """How one group is trained. `digest()` identifies it in run stores.
+
+    `optimizer` is "sgd" (with `momentum`) or "adam"; `batch_size` is rows per task per step for
+    multi-input data and rows per step for single-input data; `hidden` and `upsample` apply to the
+    built-in MLP and multi-input data only.
+    """
 
     lr: float = 1e-3
     momentum: float = 0.9
@@ -37,6 +44,7 @@ class TrainConfig:
     lr_decay_factor: float = 0.5
     upsample: bool = True
     hidden: tuple[int, ...] = (32, 16)
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
         checks = {
@@ -51,6 +59,7 @@ class TrainConfig:
             "lr_decay_every": self.lr_decay_every >= 1,
             "lr_decay_factor": 0 < self.lr_decay_factor <= 1,
             "hidden": len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
+            "optimizer": self.optimizer in OPTIMIZERS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

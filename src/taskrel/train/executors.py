@@ -1,8 +1,10 @@
 """Executors that run sweep jobs: in this process, in a local process pool, or on a Ray cluster.
 
 All three expose `imap_unordered(fn, jobs)`: `jobs` is consumed lazily (at most `in_flight` jobs
-are outstanding), results are yielded as they finish. The job function is the same for all, so
-the same seeds give the same numbers whichever executor ran them.
+are outstanding), and ``(job, outcome)`` pairs are yielded as they finish. The outcome is what
+``fn(job)`` returned, or a `WorkerCrash` when the process running the job died (killed, out of
+memory): the pool is then restarted and the other jobs go on. The job function is the same for
+all, so the same seeds give the same numbers whichever executor ran them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any
 
 from taskrel.errors import ConfigError
@@ -18,14 +22,21 @@ from taskrel.errors import ConfigError
 EXECUTORS = ("local", "ray")
 
 
+@dataclass(frozen=True)
+class WorkerCrash:
+    """The outcome of a job whose worker process died before returning."""
+
+    message: str
+
+
 class InlineExecutor:
     """Runs jobs one after another in the calling process (workers=1)."""
 
     workers = 1
 
-    def imap_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
+    def imap_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
         for job in jobs:
-            yield fn(job)
+            yield job, fn(job)
 
     def close(self) -> None:
         pass
@@ -38,14 +49,27 @@ class LocalExecutor:
         if workers < 1:
             raise ConfigError(f"workers must be ≥ 1, got {workers}")
         self.workers = workers
-        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = self._new_pool()
 
-    def imap_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
-        def next_done(pending: list[Future]) -> tuple[list[Any], list[Future]]:
-            done, rest = wait(pending, return_when=FIRST_COMPLETED)
-            return [future.result() for future in done], list(rest)
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
 
-        return _bounded(lambda job: self._pool.submit(fn, job), next_done, jobs, 2 * self.workers)
+    def imap_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        def next_done(pending: list[tuple[Any, Future]]) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Future]]]:
+            done, _ = wait([future for _, future in pending], return_when=FIRST_COMPLETED)
+            broken = any(isinstance(future.exception(), BrokenProcessPool) for future in done)
+            if not broken:
+                return [(job, f.result()) for job, f in pending if f in done], [
+                    (j, f) for j, f in pending if f not in done
+                ]
+            # A worker died: the pool is unusable and every run still on it is lost with it.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            crash = WorkerCrash("a worker process died (killed or out of memory) while this run was in its pool")
+            lost = lambda f: not f.done() or isinstance(f.exception(), BrokenProcessPool)  # noqa: E731
+            return [(job, crash if lost(f) else f.result()) for job, f in pending], []
+
+        return _bounded(lambda job: (job, self._pool.submit(fn, job)), next_done, jobs, 2 * self.workers)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -78,14 +102,22 @@ class RayExecutor:
                 ray.init(address=address, log_to_driver=False)
         self.workers = int(ray.cluster_resources().get("CPU", 1))
 
-    def imap_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
-        remote = self._ray.remote(num_cpus=1)(fn)
+    def imap_unordered(self, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+        remote = self._ray.remote(num_cpus=1)(fn)  # Ray itself retries a task whose worker died
 
-        def next_done(pending: list) -> tuple[list[Any], list]:
-            done, rest = self._ray.wait(pending, num_returns=1)
-            return [self._ray.get(ref) for ref in done], rest
+        def next_done(pending: list[tuple[Any, Any]]) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]]]:
+            done, _ = self._ray.wait([ref for _, ref in pending], num_returns=1)
+            finished = [(job, ref) for job, ref in pending if ref in done]
+            rest = [(job, ref) for job, ref in pending if ref not in done]
+            results = []
+            for job, ref in finished:
+                try:
+                    results.append((job, self._ray.get(ref)))
+                except self._ray.exceptions.RayError as exc:  # the worker died after Ray's own retries
+                    results.append((job, WorkerCrash(f"the Ray worker died: {type(exc).__name__}")))
+            return results, rest
 
-        return _bounded(remote.remote, next_done, jobs, 2 * self.workers)
+        return _bounded(lambda job: (job, remote.remote(job)), next_done, jobs, 2 * self.workers)
 
     def close(self) -> None:
         if self._started:

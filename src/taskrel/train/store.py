@@ -1,12 +1,15 @@
 """`RunStore`: finished (and failed) trainings in an SQLite file, safe to kill and to share.
 
-One row per (dataset, group, seed, config digest). A store is bound to one dataset and one training
-configuration (recorded in its `meta` table); opening it for another is refused, as is a file that
-is not a taskrel store. Every state change is one transaction in WAL mode, so a process killed at
-any moment leaves either the old or the new row, never half of one. Before training, a run is
-*claimed* (status ``running`` with the owner's host and pid); claims of processes that no longer
-exist on this host are released on the next sweep, so nothing is lost and nothing runs twice even
-with several sweeps writing to one store.
+One row per (problem name, group, seed, fingerprint digest). A store is bound to one problem
+fingerprint (`Problem.fingerprint()`, recorded in its `meta` table); opening it for another is
+refused, as is a file that is not a taskrel store. Every state change is one transaction in WAL
+mode, so a process killed at any moment leaves either the old or the new row, never half of one.
+
+Before training, a run is *claimed*: status ``running`` with a lease (the owner's host and pid, and
+the time of its last heartbeat). A claim is free again when its owner no longer exists on this
+host, or when its lease has not been renewed for `lease` seconds (a dead process on another host);
+a sweep renews its claims every `lease / 5` seconds while it runs (`heartbeat`). So nothing is
+lost and nothing runs twice even with several sweeps, on several machines, writing to one store.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +30,8 @@ from taskrel.errors import StoreError
 
 FORMAT = "taskrel-runstore/1"
 STATUSES = ("running", "done", "failed")
+#: Seconds after which a claim whose heartbeat stopped is considered abandoned.
+DEFAULT_LEASE = 600.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -89,13 +96,19 @@ def _alive(owner: str | None) -> bool:
 
 
 class RunStore:
-    """An SQLite run store bound to (`dataset`, `config`); see the module docstring."""
+    """An SQLite run store bound to a problem `fingerprint`; see the module docstring.
 
-    def __init__(self, path: str | os.PathLike, dataset: str, config: dict) -> None:
+    The problem's name is ``fingerprint["name"]`` (default ``"problem"``).
+    """
+
+    def __init__(self, path: str | os.PathLike, fingerprint: dict, *, lease: float = DEFAULT_LEASE) -> None:
+        if lease <= 0:
+            raise StoreError(f"lease must be positive, got {lease}")
         self.path = Path(path)
-        self.dataset = dataset
-        self.config = json.dumps(config, sort_keys=True)
+        self.dataset = str(fingerprint.get("name", "problem"))
+        self.config = json.dumps(fingerprint, sort_keys=True)
         self.config_digest = _digest(self.config)
+        self.lease = float(lease)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -106,8 +119,8 @@ class RunStore:
             raise StoreError(f"{self.path} is not a usable SQLite run store ({exc})") from exc
 
     @classmethod
-    def open(cls, path: str | os.PathLike, dataset: str) -> RunStore:
-        """Open an existing store of `dataset` with the configuration recorded in it."""
+    def open(cls, path: str | os.PathLike, name: str | None = None) -> RunStore:
+        """Open an existing store with the fingerprint recorded in it (checked against `name` if given)."""
         path = Path(path)
         if not path.is_file():
             raise StoreError(f"no run store at {path}")
@@ -118,7 +131,9 @@ class RunStore:
             raise StoreError(f"{path} is not a taskrel run store ({exc})") from exc
         if meta.get("format") != FORMAT or "config" not in meta:
             raise StoreError(f"{path} is not a taskrel run store (format {meta.get('format')!r})")
-        return cls(path, dataset, json.loads(meta["config"]))
+        if name is not None and meta.get("dataset") != name:
+            raise StoreError(f"{path} holds runs of problem {meta.get('dataset')!r}, not {name!r}")
+        return cls(path, json.loads(meta["config"]))
 
     def _bind(self) -> None:
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -142,11 +157,11 @@ class RunStore:
             raise StoreError(f"{self.path} has format {meta.get('format')!r}, expected {FORMAT!r}")
         if meta.get("dataset") != self.dataset:
             raise StoreError(
-                f"{self.path} holds runs of dataset {meta.get('dataset')!r}, not {self.dataset!r}; use another store"
+                f"{self.path} holds runs of problem {meta.get('dataset')!r}, not {self.dataset!r}; use another store"
             )
         if meta.get("config") != self.config:
             raise StoreError(
-                f"{self.path} was made with another training configuration ({_diff(meta.get('config'), self.config)});"
+                f"{self.path} was made with another problem fingerprint ({_diff(meta.get('config'), self.config)});"
                 " use another store or the same options"
             )
 
@@ -167,12 +182,13 @@ class RunStore:
         """Mark `key` as running by this process; False if it is done, failed (unless retried) or taken."""
         with self.transaction():
             row = self._db.execute(
-                "SELECT status, owner FROM runs WHERE dataset=? AND grp=? AND seed=? AND config=?",
+                "SELECT status, owner, updated FROM runs WHERE dataset=? AND grp=? AND seed=? AND config=?",
                 (self.dataset, key.group, key.seed, self.config_digest),
             ).fetchone()
             if row is not None:
-                status, owner = row
-                free = (status == "failed" and retry_failed) or (status == "running" and not _alive(owner))
+                status, owner, updated = row
+                expired = not _alive(owner) or time.time() - updated > self.lease
+                free = (status == "failed" and retry_failed) or (status == "running" and expired)
                 if not free:
                     return False
             self._db.execute(
@@ -181,6 +197,32 @@ class RunStore:
                 (self.dataset, key.group, key.seed, self.config_digest, owner_id(), time.time()),
             )
             return True
+
+    def renew(self) -> None:
+        """Renew the lease of every claim this process holds."""
+        with self.transaction():
+            self._db.execute(
+                "UPDATE runs SET updated=? WHERE dataset=? AND config=? AND status='running' AND owner=?",
+                (time.time(), self.dataset, self.config_digest, owner_id()),
+            )
+
+    @contextmanager
+    def heartbeat(self) -> Iterator[None]:
+        """Renew this process's claims every `lease / 5` seconds (own connection, own thread) in a block."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            with RunStore(self.path, json.loads(self.config), lease=self.lease) as own:
+                while not stop.wait(self.lease / 5):
+                    own.renew()
+
+        thread = threading.Thread(target=beat, name="runstore-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def release(self, key: RunKey) -> None:
         """Drop this process's claim on `key` (e.g. when a sweep is interrupted)."""
@@ -258,7 +300,7 @@ class RunStore:
 
     def merge_from(self, other: str | os.PathLike) -> int:
         """Copy the finished runs of another store (same dataset and config) into this one; returns how many."""
-        source = RunStore(other, self.dataset, json.loads(self.config))
+        source = RunStore(other, json.loads(self.config))
         added = 0
         try:
             for record in source.records("done"):

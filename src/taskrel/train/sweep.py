@@ -1,13 +1,19 @@
-"""Sweeps: train many groups × seeds, store every result, resume after any interruption.
+"""Sweeps: train many groups × seeds of any problem, store every result, resume after any interruption.
 
 `run_sweep` enumerates (group, seed) runs, skips those already done in the `RunStore` (and
 failed ones unless `retry_failed`), claims the rest one by one as executors pull them, and
 records each result or failure as soon as it arrives. Single-task runs of every member task are
 always part of the sweep, since gains are measured against them.
+
+Workers receive the problem's spec (`taskrel.problem.load_problem`) and build the problem
+themselves, so a user's problem runs in a spawned process pool or on a Ray cluster; a problem
+object without a spec is sent as it is (it must then be picklable). A run whose worker process
+dies is put back once; if its second worker dies too, it is recorded as failed.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -18,14 +24,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from taskrel.data import load_dataset
-from taskrel.data.dataset import MultiTaskDataset
 from taskrel.errors import ConfigError, DataError
 from taskrel.groups import Group, all_groups, group_name, make_group, parse_group
-from taskrel.train.config import TrainConfig
-from taskrel.train.executors import make_executor
+from taskrel.problem import Problem, check_fingerprint, check_result, load_problem, problem_spec
+from taskrel.train.executors import WorkerCrash, make_executor
 from taskrel.train.store import RunKey, RunRecord, RunStore
-from taskrel.train.trainer import Trainer
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,77 +117,83 @@ def _read_group_file(path: Path, tasks: Sequence[str]) -> list[Group]:
 # One job
 @dataclass(frozen=True)
 class SweepJob:
-    """Everything a worker needs to train one run, in plain values (picklable for any executor)."""
+    """Everything a worker needs to train one run: the problem (spec and options, or the object)."""
 
-    dataset: str
-    data_dir: str | None
-    config: dict
+    problem: tuple[str, dict] | Problem
     group: str
     seed: int
 
 
-_DATASETS: dict[tuple[str, str | None], MultiTaskDataset] = {}
+_PROBLEMS: dict[str, Problem] = {}
+
+
+def resolve_job_problem(problem: tuple[str, dict] | Problem) -> Problem:
+    """The job's problem: built once per worker process from its spec, or the object itself."""
+    if not isinstance(problem, tuple):
+        return problem
+    spec, options = problem
+    key = json.dumps([spec, options], sort_keys=True, default=str)
+    if key not in _PROBLEMS:
+        _PROBLEMS[key] = load_problem(spec, **options)
+    return _PROBLEMS[key]
 
 
 def run_job(job: SweepJob) -> RunRecord:
     """Train one (group, seed); any exception becomes a failed record carrying its message."""
     started = time.perf_counter()
     try:
-        key = (job.dataset, job.data_dir)
-        if key not in _DATASETS:
-            _DATASETS[key] = load_dataset(job.dataset, job.data_dir)
-        result = Trainer(_DATASETS[key], job.group, TrainConfig.from_dict(job.config), seed=job.seed).fit()
+        problem = resolve_job_problem(job.problem)
+        members = [t for t in problem.tasks if t in set(job.group.split("|"))]
+        result = check_result(problem.train(members, job.seed), members, f"train({job.group!r}, seed={job.seed})")
     except Exception as exc:  # recorded as a failed run with its message; the sweep goes on
-        return RunRecord(
-            job.group,
-            job.seed,
-            "failed",
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            time.perf_counter() - started,
-            f"{type(exc).__name__}: {exc}",
-        )
+        return failed_record(job, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
     return RunRecord(
-        job.group,
-        job.seed,
-        "done",
-        result.val_loss,
-        result.test_loss,
-        result.val_metric,
-        result.test_metric,
-        result.epochs,
-        result.best_epoch,
-        result.steps,
-        result.seconds,
-        None,
-    )
+        job.group, job.seed, "done", dict(result.val_loss), dict(result.test_loss),
+        None if result.val_metric is None else dict(result.val_metric),
+        None if result.test_metric is None else dict(result.test_metric),
+        getattr(result, "epochs", None), getattr(result, "best_epoch", None), result.steps, result.seconds, None,
+    )  # fmt: skip
+
+
+def failed_record(job: SweepJob, message: str, seconds: float | None = None) -> RunRecord:
+    return RunRecord(job.group, job.seed, "failed", None, None, None, None, None, None, None, seconds, message)
 
 
 # --------------------------------------------------------------------------------------------
 # The sweep
 @dataclass(frozen=True)
 class SweepReport:
-    """What a sweep did: runs planned, already done before it started, newly done, failed, seconds."""
+    """What a sweep did: runs planned, already done before it started, newly done, failed, seconds.
+
+    `failures` lists (run, message) of every failed run in the store among the planned ones: those of
+    this sweep and, when they were not retried, those kept from earlier sweeps (`kept_failed` of them).
+    """
 
     planned: int
     skipped: int
     done: int
     failed: int
     seconds: float
+    failures: tuple[tuple[RunKey, str], ...] = ()
+    kept_failed: int = 0
 
     @property
     def nothing_to_do(self) -> bool:
-        return self.planned == self.skipped
+        return self.planned == self.skipped and not self.kept_failed
 
-
-def store_config(config: TrainConfig) -> dict:
-    """The configuration a store is bound to: the training protocol (not where the data lives)."""
-    return {"train": config.to_dict()}
+    def message(self, store: str | os.PathLike) -> str:
+        """One line saying what happened, for people."""
+        if self.planned == self.skipped + self.kept_failed and not self.done and not self.failed:
+            if not self.kept_failed:
+                return f"nothing to do: all {self.planned} runs are already in {store}"
+            key, error = self.failures[0]
+            return (f"{self.kept_failed} failed runs kept (first: {key.group} seed {key.seed}: {error}); "
+                    "--retry-failed reruns them")  # fmt: skip
+        text = (f"{self.done} runs done, {self.failed} failed, {self.skipped} already stored "
+                f"({self.planned} planned) in {self.seconds:.1f} s")  # fmt: skip
+        if self.kept_failed:
+            text += f"; {self.kept_failed} failed runs kept from before (--retry-failed reruns them)"
+        return text
 
 
 def plan_runs(tasks: Sequence[str], groups: Iterable[Group], seeds: Sequence[int]) -> list[RunKey]:
@@ -196,71 +205,101 @@ def plan_runs(tasks: Sequence[str], groups: Iterable[Group], seeds: Sequence[int
     return [RunKey(group_name(g, tasks), int(s)) for g in ordered for s in seeds]
 
 
+def resolve_groups(tasks: Sequence[str], groups: Iterable[Group | str] | str, group_seed: int = 0) -> list[Group]:
+    """Groups from a spec (`sample_groups`) or a list of task sets / canonical texts."""
+    if isinstance(groups, str):
+        return sample_groups(tasks, groups, group_seed)
+    return [parse_group(g, tasks) if isinstance(g, str) else make_group(g, tasks) for g in groups]
+
+
+def open_store(store: str | os.PathLike, problem: Problem, **options) -> RunStore:
+    """The run store of `problem` at `store` (created if absent; refused if bound to another fingerprint)."""
+    return RunStore(store, check_fingerprint(problem), **options)
+
+
 def run_sweep(
-    dataset: str,
+    problem: Problem | str,
     groups: Iterable[Group | str] | str,
     seeds: int | Sequence[int],
     store: str | os.PathLike,
     *,
-    config: TrainConfig | None = None,
     workers: int = 1,
     executor: str = "local",
     address: str | None = None,
     retry_failed: bool = False,
-    data_dir: str | None = None,
     group_seed: int = 0,
     progress: bool = True,
+    lease: float | None = None,
 ) -> SweepReport:
-    """Train every (group, seed) not yet done in `store`; see the module docstring.
+    """Train every (group, seed) of `problem` not yet done in `store`; see the module docstring.
 
-    `seeds` is a count (seeds 0..S−1) or an explicit list. `groups` is a list of groups (sets of
-    task names or canonical texts like ``"87|55"``) or a spec for `sample_groups` (``random:N``
-    draws with `group_seed`).
+    `problem` is a `Problem` or a spec. `seeds` is a count (seeds 0..S−1) or an explicit list.
+    `groups` is a list of groups (sets of task names or canonical texts like ``"87|55"``) or a spec
+    for `sample_groups` (``random:N`` draws with `group_seed`). `lease`: seconds after which an
+    abandoned claim of another host is taken over (default `taskrel.train.store.DEFAULT_LEASE`).
     """
-    config = config or TrainConfig()
-    tasks = load_dataset(dataset, data_dir).task_names
-    if isinstance(groups, str):
-        groups = sample_groups(tasks, groups, group_seed)
-    else:
-        groups = [parse_group(g, tasks) if isinstance(g, str) else make_group(g, tasks) for g in groups]
+    problem = load_problem(problem)
+    tasks = list(problem.tasks)
+    groups = resolve_groups(tasks, groups, group_seed)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("a sweep needs at least one seed")
     keys = plan_runs(tasks, groups, seed_list)
+    sent = problem_spec(problem) or problem
     started = time.perf_counter()
-    with RunStore(store, dataset, store_config(config)) as runs:
+    with open_store(store, problem, **({} if lease is None else {"lease": lease})) as runs, runs.heartbeat():
         status = runs.status(keys)
         skip = {"done"} | (set() if retry_failed else {"failed"})
         todo = [k for k in keys if status.get(k) not in skip]
+        kept = [] if retry_failed else [k for k in keys if status.get(k) == "failed"]
         counts = {"done": 0, "failed": 0}
-        if not todo:
-            return SweepReport(len(keys), len(keys), 0, 0, time.perf_counter() - started)
         claimed: set[RunKey] = set()
+        if todo:
+            bar = tqdm(total=len(todo), desc=f"sweep {runs.dataset}", unit="run", disable=None if progress else True)
+            pool = make_executor(executor, workers, address)
+            try:
+                _run(pool, runs, todo, sent, retry_failed, claimed, counts, bar)
+            finally:
+                bar.close()
+                pool.close()
+                for key in claimed:
+                    runs.release(key)
+        failures = _failures(runs, keys)
+    return SweepReport(
+        len(keys), len(keys) - len(todo) - len(kept), counts["done"], counts["failed"],
+        time.perf_counter() - started, failures, len(kept),
+    )  # fmt: skip
 
-        def jobs() -> Iterator[SweepJob]:
-            for key in todo:
-                if runs.claim(key, retry_failed=retry_failed):
+
+def _run(pool, runs: RunStore, todo, sent, retry_failed, claimed, counts, bar) -> None:
+    """Claim and train `todo` on `pool`; a run whose worker died goes round once more."""
+    crashed_once: set[RunKey] = set()
+    while todo:
+
+        def jobs(keys: list[RunKey]) -> Iterator[SweepJob]:
+            for key in keys:
+                if key in claimed or runs.claim(key, retry_failed=retry_failed):
                     claimed.add(key)
-                    yield SweepJob(dataset, data_dir, config.to_dict(), key.group, key.seed)
+                    yield SweepJob(sent, key.group, key.seed)
 
-        bar = tqdm(total=len(todo), desc=f"sweep {dataset}", unit="run", disable=None if progress else True)
-        pool = make_executor(executor, workers, address)
-        try:
-            for record in pool.imap_unordered(run_job, jobs()):
-                runs.record(record)
-                claimed.discard(RunKey(record.group, record.seed))
-                counts[record.status] += 1
-                bar.update(1)
-                bar.set_postfix(
-                    done=counts["done"],
-                    failed=counts["failed"],
-                    remaining=len(todo) - counts["done"] - counts["failed"],
-                )
-        finally:
-            bar.close()
-            pool.close()
-            for key in claimed:
-                runs.release(key)
-        return SweepReport(
-            len(keys), len(keys) - len(todo), counts["done"], counts["failed"], time.perf_counter() - started
-        )
+        again = []
+        for job, outcome in pool.imap_unordered(run_job, jobs(todo)):
+            key = RunKey(job.group, job.seed)
+            if isinstance(outcome, WorkerCrash):
+                if key not in crashed_once:
+                    crashed_once.add(key)
+                    again.append(key)
+                    continue
+                outcome = failed_record(job, f"WorkerCrash: {outcome.message}, twice")
+            runs.record(outcome)
+            claimed.discard(key)
+            counts[outcome.status] += 1
+            bar.update(1)
+            bar.set_postfix(done=counts["done"], failed=counts["failed"])
+        todo = again
+
+
+def _failures(runs: RunStore, keys: Sequence[RunKey]) -> tuple[tuple[RunKey, str], ...]:
+    wanted = set(keys)
+    found = {RunKey(r.group, r.seed): r.error or "" for r in runs.records("failed")}
+    return tuple((k, found[k]) for k in keys if k in found and k in wanted)

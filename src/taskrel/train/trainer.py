@@ -1,27 +1,37 @@
 """Train one task group (STL is a group of one) and report per-task losses.
 
-The `Trainer` runs the protocol of `TrainConfig` on a `MultiTaskDataset` restricted to the group:
-a fresh hard-parameter-sharing model seeded by `seed`, one mini-batch per task per step, the sum of
-task losses (or a weighting method's combination) as the objective, early stopping on the summed
-validation loss with the best weights restored. Same dataset, group, config and seed give the same
-numbers. Callbacks see every step before its update (see `taskrel.train.callbacks`).
+Two trainers share one loop (`BaseTrainer.fit`): a fresh model seeded by `seed`, the sum of task
+losses (or a weighting method's combination) as the objective, early stopping on the summed
+validation loss of the monitored tasks with the best weights restored. They differ in the data:
+
+* `Trainer` — multi-input data (`MultiTaskDataset`: every task its own rows); each step draws one
+  sub-batch per task (ETAP's protocol, with class-balanced upsampling);
+* `SharedInputTrainer` — single-input data (`SingleInputDataset`: one input, a target per task);
+  each step draws one batch of rows that feeds every task head.
+
+Same data, group, config and seed give the same numbers. The loop follows the callback contract
+of `taskrel.train.callbacks` exactly as a user's own loop would.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from taskrel import gradients as engine
 from taskrel.data.dataset import MultiTaskDataset
-from taskrel.errors import ConfigError, NonFiniteError
+from taskrel.data.single import SingleInputDataset
+from taskrel.errors import ConfigError, ModelError, NonFiniteError
 from taskrel.groups import make_group, ordered, parse_group
 from taskrel.models import MultiTaskModel, loss_function, mlp_model
+from taskrel.problem import GroupResult
 from taskrel.train.batches import BatchPlan, upsample_rows
 from taskrel.train.callbacks import Callback, StepContext
 from taskrel.train.config import TrainConfig
@@ -41,31 +51,38 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@dataclass(frozen=True)
-class TrainResult:
-    """Outcome of one training run. Losses are per task, from the restored best weights.
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; anything else as torch reads it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"unknown device {device!r} ({exc})") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but CUDA is not available here (use 'cpu' or 'auto')")
+    return resolved
 
-    `*_metric` is accuracy for binary tasks and mean squared error in original target units for
-    regression tasks. `history` has one entry per epoch with per-task train and validation losses.
+
+@dataclass(frozen=True)
+class TrainResult(GroupResult):
+    """A `GroupResult` with the run's provenance and per-epoch `history` (train and val losses).
+
+    For the built-in datasets `*_metric` is accuracy for binary tasks and mean squared error in
+    original target units for regression tasks.
     """
 
-    dataset: str
-    group: tuple[str, ...]
-    seed: int
-    config: TrainConfig
-    val_loss: dict[str, float]
-    test_loss: dict[str, float]
-    val_metric: dict[str, float]
-    test_metric: dict[str, float]
-    epochs: int
-    best_epoch: int
-    steps: int
-    seconds: float
+    dataset: str = ""
+    group: tuple[str, ...] = ()
+    seed: int = 0
+    config: TrainConfig | None = None
+    epochs: int = 0
+    best_epoch: int = -1
     history: list[dict] = field(repr=False, default_factory=list)
 
 
-class Trainer:
-    """Train `group` of `dataset` with `config`; `fit()` returns a `TrainResult`.
+class BaseTrainer:
+    """The loop shared by both trainers; subclasses provide batches, losses and evaluation.
 
     `weighting`, if given, is any object with ``backward(losses, shared_parameters)`` that fills the
     `.grad` of the model's parameters (e.g. a `taskrel.weighting` method); otherwise the summed loss
@@ -76,115 +93,74 @@ class Trainer:
     in auxiliary learning, the main task only).
     """
 
+    name = ""
+
     def __init__(
         self,
-        dataset: MultiTaskDataset,
-        group: Iterable[str] | str,
-        config: TrainConfig | None = None,
+        tasks: Sequence[str],
+        model: nn.Module,
+        config: TrainConfig,
         *,
-        seed: int = 0,
-        callbacks: Sequence[Callback] = (),
-        weighting: object | None = None,
-        model: MultiTaskModel | None = None,
-        threads: int | None = 1,
-        monitor: Iterable[str] | None = None,
+        seed: int,
+        callbacks: Sequence[Callback],
+        weighting: object | None,
+        threads: int | None,
+        monitor: Iterable[str] | None,
+        device: torch.device,
     ) -> None:
-        names = (
-            parse_group(group, dataset.task_names)
-            if isinstance(group, str)
-            else make_group(group, dataset.task_names, f"dataset {dataset.name!r}")
-        )
-        self.tasks = tuple(ordered(names, dataset.task_names))
+        self.tasks = tuple(tasks)
         self.monitor = (
-            tuple(self.tasks)
-            if monitor is None
-            else tuple(ordered(make_group(monitor, self.tasks, "monitor"), self.tasks))
+            self.tasks if monitor is None else tuple(ordered(make_group(monitor, self.tasks, "monitor"), self.tasks))
         )
-        self.dataset = dataset.subset(self.tasks)
-        self.config = config or TrainConfig()
+        self.config = config
         self.seed = int(seed)
         self.threads = threads
         self.callbacks = list(callbacks)
         self.weighting = weighting
-        self.model = (
-            model
-            if model is not None
-            else mlp_model(self.tasks, dataset.n_features, self.config.hidden, seed=self.seed)
-        )
-        missing = [t for t in self.tasks if t not in self.model.task_names]
-        if missing:
-            raise ConfigError(f"the model has no head for task(s) {missing}")
-        self.loss_fn = loss_function(dataset.kind)
+        self.device = device
+        self.model = model.to(device)
         self._params = list(self.model.parameters())
-        self._shared = self.model.shared_parameters()
-        self._task_params = [self.model.task_parameters(t) for t in self.tasks]
-        # Collectors that read per-task gradients get them with the update's own backward pass.
-        self._fast_gradients = (
-            any(cb.needs_task_gradients for cb in self.callbacks) and weighting is None and len(self.tasks) > 1
-        )
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=self.config.lr, momentum=self.config.momentum, foreach=True
-        )
-        self._prepare_data()
+        self._shared = _shared_parameters(self.model) if self.callbacks or weighting is not None else []
+        self.optimizer = make_optimizer(config, self.model.parameters())
 
-    def _prepare_data(self) -> None:
-        rng = np.random.default_rng([self.seed, 1])
-        tasks = self.dataset.tasks
-        target = max(len(t.train) for t in tasks) if self.config.upsample and len(tasks) > 1 else 0
-        rows = [upsample_rows(t.train.y, target, rng) if target else np.arange(len(t.train)) for t in tasks]
-        sizes = [len(r) for r in rows]
-        # All tasks' training rows in one tensor; task k occupies rows offsets[k] : offsets[k] + sizes[k].
-        self.train_x = torch.from_numpy(np.concatenate([t.train.x[r] for t, r in zip(tasks, rows, strict=True)]))
-        self.train_y = torch.from_numpy(np.concatenate([t.train.y[r] for t, r in zip(tasks, rows, strict=True)]))
-        self.offsets = np.cumsum([0, *sizes[:-1]])[:, None]
-        self.plan = BatchPlan(sizes, self.config.batch_size, rng)
+    # -- provided by subclasses -----------------------------------------------------------------
+    def _epoch(self) -> Iterator[object]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    # ----------------------------------------------------------------------------------------
-    def _losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Per-task mean losses (K,) for stacked sub-batches (K, B, d) and targets (K, B)."""
-        outputs = self.model.forward_stacked(inputs, self.tasks)
-        return self.loss_fn(outputs, targets, reduction="none").mean(dim=1)
+    def _losses(self, batch) -> torch.Tensor:  # pragma: no cover - abstract
+        """Per-task mean losses (K,) of the current model on `batch`, with the autograd graph."""
+        raise NotImplementedError
 
-    def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
+    def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:  # pragma: no cover
         """Per-task mean loss and metric of the current model on `split` ("train", "val" or "test")."""
-        self.model.eval()
-        losses, metrics = {}, {}
-        with torch.no_grad():
-            for task in self.dataset.tasks:
-                part = task.split(split)
-                out = self.model(torch.from_numpy(part.x), task.name)
-                y = torch.from_numpy(part.y)
-                losses[task.name] = float(self.loss_fn(out, y))
-                if self.dataset.kind == "binary":
-                    metrics[task.name] = float(((out > 0).float() == y).float().mean())
-                else:
-                    metrics[task.name] = losses[task.name] * self.dataset.target_scale[1] ** 2
-        self.model.train()
-        return losses, metrics
+        raise NotImplementedError
 
-    def _step(self, inputs: torch.Tensor, targets: torch.Tensor, step: int, epoch: int) -> torch.Tensor:
-        """One update on stacked sub-batches; returns the per-task losses (K,) before the update."""
-        gradients = None
+    def _fast_backward(self, batch) -> engine.TaskGradients | None:
+        """Per-task gradients and the summed-loss `.grad` in one pass, where a trainer has such a path."""
+        return None
+
+    def _step_context(self, losses, batch, gradients, step, epoch) -> StepContext:
+        def evaluate() -> torch.Tensor:
+            with torch.no_grad():
+                return self._losses(batch).to(torch.float64)
+
+        return StepContext(
+            self.tasks, list(losses), self._shared, self.optimizer, evaluate,
+            task_parameters=[_task_parameters(self.model, t) for t in self.tasks],
+            task_gradients=None if gradients is None else gradients.shared,
+            head_gradients=None if gradients is None else gradients.heads,
+            step=step, epoch=epoch,
+        )  # fmt: skip
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def _step(self, batch, step: int, epoch: int) -> torch.Tensor:
+        """One update; returns the per-task losses (K,) before the update."""
         for p in self._params:
             p.grad = None
-        if self._fast_gradients:  # fills .grad with the summed-loss gradient, as the plain path below
-            gradients = engine.backward_with_task_gradients(self.model, self.tasks, inputs, targets, self.loss_fn)
-            losses = gradients.losses
-        else:
-            losses = self._losses(inputs, targets)
+        gradients = self._fast_backward(batch)
+        losses = gradients.losses if gradients is not None else self._losses(batch)
         if self.callbacks:
-
-            def evaluate() -> torch.Tensor:
-                with torch.no_grad():
-                    return self._losses(inputs, targets).to(torch.float64)
-
-            ctx = StepContext(
-                self.tasks, list(losses), self._shared, self.optimizer, evaluate,
-                task_parameters=self._task_params,
-                task_gradients=None if gradients is None else gradients.shared,
-                head_gradients=None if gradients is None else gradients.heads,
-                step=step, epoch=epoch,
-            )  # fmt: skip
+            ctx = self._step_context(losses, batch, gradients, step, epoch)
             for cb in self.callbacks:
                 cb.on_step(ctx)
         if self.weighting is not None:
@@ -202,30 +178,31 @@ class Trainer:
     def _fit(self) -> TrainResult:
         cfg, started = self.config, time.perf_counter()
         torch.manual_seed(self.seed)
-        for cb in self.callbacks:
-            cb.on_train_begin(self)
+        if self.callbacks:
+            initial = {"val_loss": self.evaluate("val")[0]}
+            for cb in self.callbacks:
+                cb.on_train_begin(initial)
         best_val, best_state, best_epoch, best_step = float("inf"), None, -1, 0
         history, step, epoch = [], 0, 0
         while (cfg.max_epochs is None or epoch < cfg.max_epochs) and step < cfg.max_steps:
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.lr_at(epoch)
-            sums, count = torch.zeros(len(self.tasks)), 0
-            for rows in self.plan.epoch():
-                index = torch.from_numpy(self.offsets + np.stack(rows))  # (K, B) rows of train_x
-                flat = index.reshape(-1)
-                inputs = self.train_x.index_select(0, flat).view(*index.shape, -1)
-                sums += self._step(inputs, self.train_y.index_select(0, flat).view(index.shape), step, epoch)
+            sums, count = torch.zeros(len(self.tasks), device=self.device), 0
+            for batch in self._epoch():
+                sums += self._step(batch, step, epoch)
                 count += 1
                 step += 1
-            if not torch.isfinite(sums).all():
-                k = int((~torch.isfinite(sums)).nonzero()[0, 0])
-                raise NonFiniteError(f"loss of task {self.tasks[k]!r} became {sums[k].item()} during epoch {epoch}")
+            mean_train = (sums / count).tolist()
+            bad = [t for t, v in zip(self.tasks, mean_train, strict=True) if not np.isfinite(v)]
+            if bad:
+                value = mean_train[self.tasks.index(bad[0])]
+                raise NonFiniteError(f"loss of task {bad[0]!r} became {value} during epoch {epoch}")
             val_loss, _ = self.evaluate("val")
             logs = {
                 "epoch": epoch,
                 "step": step,
                 "lr": cfg.lr_at(epoch),
-                "train_loss": dict(zip(self.tasks, (sums / count).tolist(), strict=True)),
+                "train_loss": dict(zip(self.tasks, mean_train, strict=True)),
                 "val_loss": val_loss,
             }
             history.append(logs)
@@ -238,24 +215,299 @@ class Trainer:
             elif epoch - best_epoch >= cfg.patience and step - best_step >= cfg.patience_steps:
                 break
             epoch += 1
+        if best_state is None:
+            raise NonFiniteError(f"validation loss of group {'|'.join(self.tasks)} was never finite")
         self.model.load_state_dict(best_state)
         val_loss, val_metric = self.evaluate("val")
         test_loss, test_metric = self.evaluate("test")
         result = TrainResult(
-            self.dataset.name,
-            self.tasks,
-            self.seed,
-            cfg,
-            val_loss,
-            test_loss,
-            val_metric,
-            test_metric,
-            epochs=len(history),
-            best_epoch=best_epoch,
-            steps=step,
-            seconds=time.perf_counter() - started,
-            history=history,
-        )
+            val_loss, test_loss, val_metric, test_metric, steps=step, seconds=time.perf_counter() - started,
+            dataset=self.name, group=self.tasks, seed=self.seed, config=cfg, epochs=len(history),
+            best_epoch=best_epoch, history=history,
+        )  # fmt: skip
         for cb in self.callbacks:
-            cb.on_train_end(result)
+            cb.on_train_end()
         return result
+
+
+def members(group: Iterable[str] | str, tasks: Sequence[str], name: str) -> tuple[str, ...]:
+    """The tasks of `group` (names or canonical text) in dataset order, checked against `tasks`."""
+    names = parse_group(group, tasks) if isinstance(group, str) else make_group(group, tasks, f"dataset {name!r}")
+    return tuple(ordered(names, tasks))
+
+
+def make_optimizer(config: TrainConfig, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
+    """The optimiser `config.optimizer` names: SGD with `config.momentum`, or Adam."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, foreach=True)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, foreach=True)
+
+
+def _shared_parameters(model: nn.Module) -> list[torch.Tensor]:
+    getter = getattr(model, "shared_parameters", None)
+    if getter is None:
+        raise ModelError(
+            f"{type(model).__name__} has no shared_parameters(): collectors and weighting methods need to know "
+            "which parameters the tasks share (use taskrel.models.MultiTaskModel or define the method)"
+        )
+    return list(getter())
+
+
+def _task_parameters(model: nn.Module, task: str) -> list[torch.Tensor]:
+    getter = getattr(model, "task_parameters", None)
+    return list(getter(task)) if getter is not None else []
+
+
+# ----------------------------------------------------------------------------------------------
+class Trainer(BaseTrainer):
+    """Train `group` of a multi-input `dataset` with `config`; `fit()` returns a `TrainResult`.
+
+    One mini-batch per task per step, class-balanced upsampling of every task to the largest task
+    of the group (ETAP's protocol). The default model is the MLP of `config.hidden`.
+    """
+
+    def __init__(
+        self,
+        dataset: MultiTaskDataset,
+        group: Iterable[str] | str,
+        config: TrainConfig | None = None,
+        *,
+        seed: int = 0,
+        callbacks: Sequence[Callback] = (),
+        weighting: object | None = None,
+        model: MultiTaskModel | None = None,
+        threads: int | None = 1,
+        monitor: Iterable[str] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        tasks = members(group, dataset.task_names, dataset.name)
+        config = config or TrainConfig()
+        if model is None:
+            model = mlp_model(tasks, dataset.n_features, config.hidden, seed=seed)
+        missing = [t for t in tasks if t not in model.task_names]
+        if missing:
+            raise ConfigError(f"the model has no head for task(s) {missing}")
+        super().__init__(
+            tasks, model, config, seed=seed, callbacks=callbacks, weighting=weighting, threads=threads,
+            monitor=monitor, device=resolve_device(device),
+        )  # fmt: skip
+        self.name = dataset.name
+        self.dataset = dataset.subset(self.tasks)
+        self.loss_fn = loss_function(dataset.kind)
+        # Collectors that read per-task gradients get them with the update's own backward pass.
+        self._fast_gradients = (
+            any(cb.needs_task_gradients for cb in self.callbacks) and weighting is None and len(self.tasks) > 1
+        )
+        self._prepare_data()
+
+    def _prepare_data(self) -> None:
+        rng = np.random.default_rng([self.seed, 1])
+        tasks = self.dataset.tasks
+        target = max(len(t.train) for t in tasks) if self.config.upsample and len(tasks) > 1 else 0
+        rows = [upsample_rows(t.train.y, target, rng) if target else np.arange(len(t.train)) for t in tasks]
+        sizes = [len(r) for r in rows]
+        # All tasks' training rows in one tensor; task k occupies rows offsets[k] : offsets[k] + sizes[k].
+        x = np.concatenate([t.train.x[r] for t, r in zip(tasks, rows, strict=True)])
+        y = np.concatenate([t.train.y[r] for t, r in zip(tasks, rows, strict=True)])
+        self.train_x = torch.from_numpy(x).to(self.device)
+        self.train_y = torch.from_numpy(y).to(self.device)
+        self.offsets = np.cumsum([0, *sizes[:-1]])[:, None]
+        self.plan = BatchPlan(sizes, self.config.batch_size, rng)
+        on_device = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        self._eval = {
+            which: [(on_device(t.split(which).x), on_device(t.split(which).y)) for t in tasks]
+            for which in ("val", "test")
+        }
+
+    def _epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for rows in self.plan.epoch():
+            index = torch.from_numpy(self.offsets + np.stack(rows)).to(self.device)  # (K, B) rows of train_x
+            flat = index.reshape(-1)
+            inputs = self.train_x.index_select(0, flat).view(*index.shape, -1)
+            yield inputs, self.train_y.index_select(0, flat).view(index.shape)
+
+    def _losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Per-task mean losses (K,) for stacked sub-batches (K, B, d) and targets (K, B)."""
+        inputs, targets = batch
+        outputs = self.model.forward_stacked(inputs, self.tasks)
+        return self.loss_fn(outputs, targets, reduction="none").mean(dim=1)
+
+    def _fast_backward(self, batch) -> engine.TaskGradients | None:
+        if not self._fast_gradients:
+            return None  # fills .grad with the summed-loss gradient, as the plain path does
+        return engine.backward_with_task_gradients(self.model, self.tasks, *batch, self.loss_fn)
+
+    def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
+        self.model.eval()
+        losses, metrics = {}, {}
+        with torch.no_grad():
+            for task in self.dataset.tasks:
+                if split == "train":
+                    part = task.train
+                    x, y = torch.from_numpy(part.x).to(self.device), torch.from_numpy(part.y).to(self.device)
+                else:
+                    x, y = self._eval[split][self.tasks.index(task.name)]
+                out = self.model(x, task.name)
+                losses[task.name] = float(self.loss_fn(out, y))
+                if self.dataset.kind == "binary":
+                    metrics[task.name] = float(((out > 0).float() == y).float().mean())
+                else:
+                    metrics[task.name] = losses[task.name] * self.dataset.target_scale[1] ** 2
+        self.model.train()
+        return losses, metrics
+
+
+# ----------------------------------------------------------------------------------------------
+#: Per-row loss of one task: (predictions, targets) -> (n,) losses (mean over any other dimension).
+RowLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LOSSES = ("mse", "bce", "ce")
+
+
+def row_loss(spec: str | RowLoss) -> RowLoss:
+    """A per-row loss by name ("mse", "bce" on logits, "ce" on class logits) or a callable as is."""
+    if callable(spec):
+        return spec
+    if spec == "mse":
+        return lambda out, y: (out - y).pow(2).reshape(len(y), -1).mean(dim=1)
+    if spec == "bce":
+        return lambda out, y: F.binary_cross_entropy_with_logits(out, y, reduction="none").reshape(len(y), -1).mean(1)
+    if spec == "ce":
+        return lambda out, y: F.cross_entropy(out, y.long(), reduction="none").reshape(len(y), -1).mean(dim=1)
+    raise ConfigError(f"unknown loss {spec!r}; use one of {LOSSES} or a callable (predictions, targets) -> (n,)")
+
+
+def _metric(spec: str | RowLoss, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+    """Accuracy for "bce" and "ce", the loss itself otherwise; per row."""
+    if spec == "bce":
+        return ((out > 0).float() == y).float().reshape(len(y), -1).mean(dim=1)
+    if spec == "ce":
+        return (out.argmax(dim=-1) == y.long()).float().reshape(len(y), -1).mean(dim=1)
+    return loss
+
+
+class SharedInputTrainer(BaseTrainer):
+    """Train `group` of a single-input `dataset`: each step one batch of rows feeds every task head.
+
+    `model` returns per-task predictions for a batch: a `MultiTaskModel` (trunk once, then each
+    head), or any module whose ``forward(x)`` returns ``{task: predictions}`` and which has
+    `shared_parameters()`. `loss` is one spec for all tasks or ``{task: spec}`` (see `row_loss`);
+    rows whose label is masked out do not count in that task's loss.
+    """
+
+    def __init__(
+        self,
+        dataset: SingleInputDataset,
+        group: Iterable[str] | str,
+        model: nn.Module,
+        config: TrainConfig | None = None,
+        *,
+        loss: str | RowLoss | Mapping[str, str | RowLoss] = "auto",
+        seed: int = 0,
+        callbacks: Sequence[Callback] = (),
+        weighting: object | None = None,
+        threads: int | None = 1,
+        monitor: Iterable[str] | None = None,
+        device: str | torch.device = "cpu",
+        eval_batch: int = 4096,
+    ) -> None:
+        tasks = members(group, dataset.task_names, dataset.name)
+        super().__init__(
+            tasks, model, config or TrainConfig(), seed=seed, callbacks=callbacks, weighting=weighting,
+            threads=threads, monitor=monitor, device=resolve_device(device),
+        )  # fmt: skip
+        self.name = dataset.name
+        default = "bce" if dataset.task_kind == "binary" else "mse"
+        specs = loss if isinstance(loss, Mapping) else dict.fromkeys(tasks, loss)
+        missing = [t for t in tasks if t not in specs]
+        if missing:
+            raise ConfigError(f"no loss given for task(s) {missing}")
+        self.loss_specs = {t: default if specs[t] == "auto" else specs[t] for t in tasks}
+        self.loss_fns = {t: row_loss(s) for t, s in self.loss_specs.items()}
+        self.eval_batch = eval_batch
+        columns = dataset.columns(tasks)
+        self.data = {}
+        for which in ("train", "val", "test"):
+            part = dataset.split(which)
+            y = part.y[:, columns]
+            mask = None if part.mask is None else part.mask[:, columns]
+            self.data[which] = tuple(
+                None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+                for a in (part.x, y, mask)
+            )
+        if self.data["train"][2] is not None:
+            unlabelled = [t for t, n in zip(tasks, self.data["train"][2].sum(dim=0).tolist(), strict=True) if n == 0]
+            if unlabelled:
+                raise ConfigError(f"task(s) {unlabelled} have no labelled training row")
+        self.plan = BatchPlan([len(dataset.train)], self.config.batch_size, np.random.default_rng([self.seed, 1]))
+        self._check_outputs()
+
+    def _outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if isinstance(self.model, MultiTaskModel):
+            return self.model.forward_all(x, self.tasks)
+        outputs = self.model(x)
+        if not isinstance(outputs, Mapping):
+            raise ModelError(
+                f"{type(self.model).__name__}.forward must return {{task: predictions}}, got {type(outputs).__name__}"
+            )
+        missing = [t for t in self.tasks if t not in outputs]
+        if missing:
+            raise ModelError(f"the model returned no predictions for task(s) {missing}")
+        return [outputs[t] for t in self.tasks]
+
+    def _check_outputs(self) -> None:
+        x, y, _ = self.data["val"]
+        with torch.no_grad():
+            outputs = self._outputs(x[:2])
+        for k, (task, out) in enumerate(zip(self.tasks, outputs, strict=True)):
+            if len(out) != len(x[:2]):
+                raise ModelError(f"predictions of task {task!r} have {len(out)} rows for {len(x[:2])} inputs")
+            try:
+                rows = self.loss_fns[task](out, y[:2, k])
+            except (RuntimeError, ValueError, IndexError) as exc:
+                raise ModelError(
+                    f"task {task!r}: predictions of shape {tuple(out.shape)} do not fit targets of shape "
+                    f"{tuple(y[:2, k].shape)} under loss {self.loss_specs[task]!r} ({exc})"
+                ) from None
+            if rows.shape != (len(out),):
+                raise ModelError(f"loss of task {task!r} must return one value per row, got shape {tuple(rows.shape)}")
+
+    def _row_losses(self, x, y) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        outputs = self._outputs(x)
+        return [
+            (out, self.loss_fns[t](out, y[:, k])) for k, (t, out) in enumerate(zip(self.tasks, outputs, strict=True))
+        ]
+
+    def _epoch(self) -> Iterator[tuple]:
+        x, y, mask = self.data["train"]
+        for (rows,) in self.plan.epoch():
+            index = torch.from_numpy(rows).to(self.device)
+            yield x[index], y[index], None if mask is None else mask[index]
+
+    def _losses(self, batch) -> torch.Tensor:
+        x, y, mask = batch
+        rows = torch.stack([loss for _, loss in self._row_losses(x, y)], dim=1)  # (B, K)
+        if mask is None:
+            return rows.mean(dim=0)
+        weights = mask.to(rows.dtype)
+        return (rows * weights).sum(dim=0) / weights.sum(dim=0).clamp(min=1.0)
+
+    def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
+        x, y, mask = self.data[split]
+        k = len(self.tasks)
+        loss_sum = torch.zeros(k, dtype=torch.float64, device=self.device)
+        metric_sum = torch.zeros(k, dtype=torch.float64, device=self.device)
+        weights = torch.ones(len(x), k, dtype=torch.float64, device=self.device) if mask is None else mask.double()
+        self.model.eval()
+        with torch.no_grad():
+            for start in range(0, len(x), self.eval_batch):
+                part = slice(start, start + self.eval_batch)
+                for j, (task, (out, loss)) in enumerate(
+                    zip(self.tasks, self._row_losses(x[part], y[part]), strict=True)
+                ):
+                    w = weights[part, j]
+                    loss_sum[j] += (loss.double() * w).sum()
+                    metric_sum[j] += (_metric(self.loss_specs[task], out, y[part, j], loss).double() * w).sum()
+        self.model.train()
+        counts = weights.sum(dim=0)
+        losses, metrics = (loss_sum / counts).tolist(), (metric_sum / counts).tolist()
+        return dict(zip(self.tasks, losses, strict=True)), dict(zip(self.tasks, metrics, strict=True))

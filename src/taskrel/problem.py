@@ -1,0 +1,201 @@
+"""The problem protocol: what every stage of taskrel runs on.
+
+A *problem* is the user's multi-task learning setup: task names, a fingerprint that identifies the
+training protocol, and ``train(group, seed, callbacks=, weighting=)`` which trains one group of
+tasks (a single task is a group of one) and returns a `GroupResult`. Sweeps, affinity measurement
+and the pipeline only ever call these three things, so a user's own model, data and training loop
+go through every stage exactly like the built-in datasets. See ``docs/problems.md``.
+
+A *spec* names a problem so that another process (a sweep worker, a Ray task) can build it itself:
+``pkg.module:attr``, ``path/to/file.py:attr`` (``attr`` is a `Problem` or a zero-argument callable
+returning one), a built-in name (`BUILTIN_PROBLEMS`), or a name registered under the entry-point
+group ``taskrel.problems``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from taskrel.errors import ConfigError, DataError
+
+#: Built-in problems by name: "module:factory", factory(data_dir=None, **train_options) -> Problem.
+BUILTIN_PROBLEMS: dict[str, str] = {
+    "chemical": "taskrel.data.builtin:chemical",
+    "school": "taskrel.data.builtin:school",
+    "landmine": "taskrel.data.builtin:landmine",
+    "parkinsons": "taskrel.data.builtin:parkinsons",
+}
+ENTRY_POINT_GROUP = "taskrel.problems"
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """Outcome of training one group: per member task, from the restored best weights.
+
+    Losses are lower-is-better (the quantity gains are computed from); metrics are whatever the
+    problem reports alongside (accuracy, MSE in original units, ...).
+    """
+
+    val_loss: dict[str, float]
+    test_loss: dict[str, float]
+    val_metric: dict[str, float] | None = None
+    test_metric: dict[str, float] | None = None
+    steps: int = 0
+    seconds: float = 0.0
+
+
+@runtime_checkable
+class Problem(Protocol):
+    """A multi-task learning problem (see the module docstring)."""
+
+    tasks: Sequence[str]
+
+    def fingerprint(self) -> dict: ...
+
+    def train(
+        self, group: Sequence[str], seed: int, *, callbacks: Sequence[Any] = (), weighting: object | None = None
+    ) -> GroupResult: ...
+
+
+def check_result(result: object, group: Sequence[str], where: str) -> GroupResult:
+    """Raise `DataError` unless `result` is a `GroupResult` with a finite val and test loss per member."""
+    if not isinstance(result, GroupResult):
+        raise DataError(f"{where} returned {type(result).__name__}, expected a taskrel.problem.GroupResult")
+    for split in ("val_loss", "test_loss"):
+        losses = getattr(result, split)
+        missing = [t for t in group if t not in losses]
+        if missing:
+            raise DataError(f"{where} returned no {split} for task(s) {missing}")
+        bad = [t for t in group if not isinstance(losses[t], int | float) or not math.isfinite(losses[t])]
+        if bad:
+            raise DataError(f"{where} returned a non-finite {split} for task(s) {bad}: {[losses[t] for t in bad]}")
+    return result
+
+
+def check_fingerprint(problem: Problem) -> dict:
+    """The problem's fingerprint, checked to be a JSON-able dict."""
+    value = problem.fingerprint()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"fingerprint() of {type(problem).__name__} returned {type(value).__name__}, not a dict")
+    try:
+        json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"fingerprint() of {type(problem).__name__} is not JSON-serialisable ({exc})") from None
+    return dict(value)
+
+
+def check_problem(problem: object, where: str) -> Problem:
+    """`problem` if it follows the protocol (tasks, fingerprint, train), else a `ConfigError`."""
+    missing = [name for name in ("tasks", "fingerprint", "train") if not hasattr(problem, name)]
+    if missing:
+        raise ConfigError(f"{where} is a {type(problem).__name__}, not a problem: it lacks {', '.join(missing)}")
+    tasks = list(problem.tasks)
+    if not tasks or not all(isinstance(t, str) and t for t in tasks) or len(set(tasks)) != len(tasks):
+        raise ConfigError(f"{where}: tasks must be distinct non-empty strings, got {tasks!r}")
+    if any("|" in t for t in tasks):
+        raise ConfigError(f"{where}: task names may not contain '|' (the group separator), got {tasks!r}")
+    return problem
+
+
+def registered_problems() -> dict[str, str]:
+    """Every problem name a spec can use: the built-ins plus the ``taskrel.problems`` entry points."""
+    names = dict(BUILTIN_PROBLEMS)
+    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        names.setdefault(point.name, point.value)
+    return names
+
+
+def load_problem(spec: str | Problem, **options: Any) -> Problem:
+    """Resolve a spec (see the module docstring) into a problem; a `Problem` is returned as is.
+
+    `options` go to a built-in or registered factory (``data_dir=``, training options such as
+    ``max_steps=``); for a user's ``module:attr`` spec they are passed to ``attr`` when it is
+    callable. The returned problem remembers its spec (`problem_spec`), so workers can rebuild it.
+    """
+    if not isinstance(spec, str):
+        if options:
+            raise ConfigError(f"options {sorted(options)} only apply to a problem given by name or spec")
+        return check_problem(spec, f"problem {type(spec).__name__}")
+    registry = registered_problems()
+    target = registry.get(spec, spec)
+    if ":" not in target:
+        raise ConfigError(
+            f"unknown problem {spec!r}: use a built-in name ({', '.join(registry)}), "
+            "pkg.module:attr or path/to/file.py:attr"
+        )
+    location, _, attr = target.rpartition(":")
+    value = _import_attr(location, attr, spec)
+    if isinstance(value, type) or (callable(value) and not hasattr(value, "train")):  # a factory or a class
+        try:
+            value = value(**options)
+        except TypeError as exc:
+            if options:
+                raise ConfigError(f"problem {spec!r} does not take the options {sorted(options)} ({exc})") from None
+            raise
+    elif options:
+        raise ConfigError(f"problem {spec!r} is an object, so options {sorted(options)} cannot be applied to it")
+    problem = check_problem(value, f"problem {spec!r}")
+    with contextlib.suppress(AttributeError):  # an object refusing new attributes is sent to workers as is
+        problem.problem_spec = (_portable(spec, location, attr, registry), dict(options))
+    return problem
+
+
+def problem_spec(problem: Problem) -> tuple[str, dict] | None:
+    """(spec, options) that rebuild `problem` in another process, if it was loaded from a spec."""
+    return getattr(problem, "problem_spec", None)
+
+
+def _portable(spec: str, location: str, attr: str, registry: Mapping[str, str]) -> str:
+    """A spec another process can resolve from any working directory (file paths made absolute)."""
+    if spec in registry or not location.endswith(".py"):
+        return spec
+    return f"{Path(location).resolve()}:{attr}"
+
+
+def _import_attr(location: str, attr: str, spec: str) -> object:
+    if location.endswith(".py"):
+        path = Path(location)
+        if not path.is_file():
+            raise ConfigError(f"problem {spec!r}: no file {path}")
+        module_name = "taskrel_user_problem_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+        module = sys.modules.get(module_name)
+        if module is None:
+            loader = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(loader)
+            sys.modules[module_name] = module
+            try:
+                loader.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[module_name]
+                raise
+    else:
+        try:
+            module = importlib.import_module(location)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"problem {spec!r}: cannot import module {location!r} ({exc})") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"problem {spec!r}: {location} has no attribute {attr!r}") from None
+
+
+__all__ = [
+    "BUILTIN_PROBLEMS",
+    "GroupResult",
+    "Problem",
+    "check_result",
+    "load_problem",
+    "problem_spec",
+    "registered_problems",
+]

@@ -1,0 +1,156 @@
+"""`TorchProblem`: a `Problem` for users' PyTorch models and data, trained by taskrel's own loop.
+
+Most users write no training loop: they give their data (single-input `SingleInputDataset` or
+multi-input `MultiTaskDataset`), a ``model_factory(group, seed) -> nn.Module`` with one head per
+task (a `taskrel.models.MultiTaskModel`, or a module returning ``{task: predictions}`` with a
+`shared_parameters()` method), a loss per task and a `TrainConfig`. The built-in datasets are
+`TorchProblem`s with the default MLP. `torch.manual_seed(seed)` is set before `model_factory`
+is called, so a factory that draws its initial weights from torch's generator is seeded too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from taskrel.data.dataset import MultiTaskDataset
+from taskrel.data.single import SingleInputDataset
+from taskrel.errors import ConfigError
+from taskrel.groups import ordered
+from taskrel.models import mlp_model
+from taskrel.models.multitask import MultiTaskModel, mlp_trunk
+from taskrel.train.callbacks import Callback
+from taskrel.train.config import TrainConfig
+from taskrel.train.trainer import (
+    BaseTrainer,
+    RowLoss,
+    SharedInputTrainer,
+    Trainer,
+    TrainResult,
+    members,
+    resolve_device,
+)
+
+ModelFactory = Callable[[tuple[str, ...], int], nn.Module]
+
+
+class TorchProblem:
+    """A problem trained by taskrel's loop (see the module docstring).
+
+    `loss`: for single-input data, one spec for every task or ``{task: spec}``: "mse", "bce"
+    (logits), "ce" (class logits), a callable (predictions, targets) -> per-row losses (n,), or
+    "auto" (BCE for 0/1 targets, else MSE); multi-input data uses its kind's loss. `device`:
+    "cpu", "cuda", "auto" (CUDA when available). `threads`: torch's intra-op threads during
+    training (1: fastest for small models, identical numbers on any machine).
+    """
+
+    def __init__(
+        self,
+        data: SingleInputDataset | MultiTaskDataset,
+        model_factory: ModelFactory | None = None,
+        *,
+        name: str | None = None,
+        loss: str | RowLoss | Mapping[str, str | RowLoss] = "auto",
+        config: TrainConfig | None = None,
+        device: str | torch.device = "cpu",
+        threads: int | None = 1,
+    ) -> None:
+        if not isinstance(data, SingleInputDataset | MultiTaskDataset):
+            raise ConfigError(
+                f"TorchProblem data must be a SingleInputDataset or a MultiTaskDataset, got {type(data).__name__}"
+            )
+        if isinstance(data, MultiTaskDataset) and loss != "auto":
+            raise ConfigError("multi-input data uses its kind's loss (BCE or MSE); leave loss='auto'")
+        self.data = data
+        self.name = name or data.name
+        self.tasks = list(data.task_names)
+        self.model_factory = model_factory
+        self.loss = loss
+        self.config = config or TrainConfig()
+        self.device = resolve_device(device)
+        self.threads = threads
+
+    def fingerprint(self) -> dict:
+        """Name, training protocol, model factory and loss: what makes two runs comparable."""
+        return {
+            "name": self.name,
+            "train": self.config.to_dict(),
+            "model": _describe(self.model_factory) if self.model_factory is not None else "mlp",
+            "loss": _describe(self.loss) if not isinstance(self.loss, Mapping)
+            else {t: _describe(v) for t, v in self.loss.items()},
+        }  # fmt: skip
+
+    def with_config(self, **changes) -> TorchProblem:
+        """The same problem trained with `TrainConfig` fields changed (e.g. ``max_steps=2000``)."""
+        config = TrainConfig.from_dict({**self.config.to_dict(), **changes})
+        return TorchProblem(self.data, self.model_factory, name=self.name, loss=self.loss, config=config,
+                            device=self.device, threads=self.threads)  # fmt: skip
+
+    def make_model(self, group: Sequence[str], seed: int) -> nn.Module:
+        """A fresh model for `group` (in task order), seeded by `seed`."""
+        group = tuple(ordered(group, self.tasks))
+        if self.model_factory is not None:
+            torch.manual_seed(seed)
+            return self.model_factory(group, seed)
+        if isinstance(self.data, MultiTaskDataset):
+            return mlp_model(group, self.data.n_features, self.config.hidden, seed=seed)
+        return _default_single_input_model(self.data, group, self.config.hidden, seed)
+
+    def trainer(
+        self,
+        group: Iterable[str],
+        seed: int,
+        *,
+        callbacks: Sequence[Callback] = (),
+        weighting: object | None = None,
+        monitor: Iterable[str] | None = None,
+    ) -> BaseTrainer:
+        """The trainer of one run (call `.fit()`); `monitor` as in `BaseTrainer`."""
+        group = members(group, self.tasks, self.name)
+        model = self.make_model(group, seed)
+        options = dict(seed=seed, callbacks=callbacks, weighting=weighting, threads=self.threads, monitor=monitor,
+                       device=self.device)  # fmt: skip
+        if isinstance(self.data, MultiTaskDataset):
+            return Trainer(self.data, group, self.config, model=model, **options)
+        return SharedInputTrainer(self.data, group, model, self.config, loss=self.loss, **options)
+
+    def train(
+        self, group: Sequence[str], seed: int, *, callbacks: Sequence[Callback] = (), weighting: object | None = None
+    ) -> TrainResult:
+        """Train `group` with `seed`; per-task losses of the restored best weights."""
+        return self.trainer(group, seed, callbacks=callbacks, weighting=weighting).fit()
+
+    def __repr__(self) -> str:
+        return f"TorchProblem({self.name!r}, {len(self.tasks)} tasks)"
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    module = getattr(value, "__module__", "")
+    name = getattr(value, "__qualname__", type(value).__qualname__)
+    return f"{module}.{name}" if not module.startswith("taskrel_user_problem_") else name
+
+
+def _default_single_input_model(
+    data: SingleInputDataset, tasks: Sequence[str], hidden: Sequence[int], seed: int
+) -> MultiTaskModel:
+    """An MLP over the flattened input with one linear head per task (outputs shaped like its targets)."""
+    width = int(torch.Size(data.input_shape).numel())
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        trunk = nn.Sequential(nn.Flatten(), *mlp_trunk(width, hidden))
+        heads = {t: _shaped_head(hidden[-1], data.target_shape) for t in tasks}
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return MultiTaskModel(trunk, heads)
+
+
+def _shaped_head(width: int, shape: tuple[int, ...]) -> nn.Module:
+    size = int(torch.Size(shape).numel())
+    if not shape:
+        return nn.Linear(width, 1)
+    return nn.Sequential(nn.Linear(width, size), nn.Unflatten(-1, shape))
