@@ -4,7 +4,8 @@ One all-channel training run per seed with the `ett` problem's protocol (early s
 collector attached at once (they leave the trajectory unchanged), so all matrices describe the same
 training. Writes the seed-averaged matrices A[source, target] as ``results/ett_affinity_<method>.csv``
 (time average over steps, ETAP eq. 6) and ``..._validation.csv`` (epochs weighted by the target's
-validation improvement), with heat maps and the runs' timings. ``ett_affinity_etap.csv`` is the
+validation improvement), with heat maps and the runs' timings (``ett_affinity.json``, or
+``ett_affinity_<methods>.json`` for a subset given by ``--methods``). ``ett_affinity_etap.csv`` is the
 matrix the gain predictors use.
 
     TASKREL_DATA=../shared/external_data python benchmarks/ett_affinity.py --seeds 3 --ptg-every 4
@@ -46,7 +47,8 @@ def main() -> None:
             title = f"ETTh1 {name} affinity ({weighting}-weighted), mean of {args.seeds} seeds"
             mean.plot(RESULTS / f"ett_affinity_{name}{suffix}.png", title=title)
     payload = {"problem": problem.fingerprint(), "seeds": args.seeds, "methods": methods, "runs": runs}
-    path = write_result("ett_affinity", {**payload, "ptg_every": args.ptg_every})
+    name = "ett_affinity" if sorted(methods) == sorted(available) else "_".join(["ett_affinity", *methods])
+    path = write_result(name, {**payload, "ptg_every": args.ptg_every})
     print(f"wrote {path}")
 
 

@@ -159,13 +159,20 @@ class BaseTrainer:
             p.grad = None
         gradients = self._fast_backward(batch)
         losses = gradients.losses if gradients is not None else self._losses(batch)
+        backward_done = gradients is not None
         if self.callbacks:
             ctx = self._step_context(losses, batch, gradients, step, epoch)
+            if not backward_done and self.weighting is None and any(cb.needs_task_gradients for cb in self.callbacks):
+                # Lookahead collectors step the parameters in place (and undo it), which would invalidate
+                # the graph of `losses`: take the task gradients and the update's backward first.
+                ctx.task_gradients, ctx.head_gradients  # noqa: B018 - computed now, while the graph is intact
+                losses.sum().backward()
+                backward_done = True
             for cb in self.callbacks:
                 cb.on_step(ctx)
         if self.weighting is not None:
             self.weighting.backward(list(losses), self._shared)
-        elif gradients is None:
+        elif not backward_done:
             losses.sum().backward()
         self.optimizer.step()
         return losses.detach()
