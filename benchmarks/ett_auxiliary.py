@@ -125,9 +125,10 @@ def main() -> None:
         for method, seed_runs in runs.items():
             stl = runs["stl"]
             delta = [100 * (r["test_mse"] - s["test_mse"]) / s["test_mse"] for r, s in zip(seed_runs, stl, strict=True)]
+            spread = float(np.std(delta, ddof=1)) if len(delta) > 1 else 0.0
             summary[method] = {
                 "test_mse_mean": float(np.mean([r["test_mse"] for r in seed_runs])),
-                "delta_pct": {"mean": float(np.mean(delta)), "std": float(np.std(delta, ddof=1))},
+                "delta_pct": {"mean": float(np.mean(delta)), "std": spread},
             }
         results[main_task] = {"summary": summary, "runs": runs}
     name = "ett_auxiliary" if mains == ["OT"] else "ett_auxiliary_" + "_".join(mains)
