@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 
-from taskrel.affinity import AffinityMatrix, EtapAffinity, PtgTransferGain, TagAffinity
+from taskrel.affinity import EtapAffinity, PtgTransferGain, TagAffinity
 from taskrel.data.builtin import ett
 
-from common import RESULTS, write_result
+from common import save_affinity_means, write_result
 
 
 def main() -> None:
@@ -40,12 +40,7 @@ def main() -> None:
         for name, collector in collectors.items():
             per_method.setdefault(name, []).append(collector)
         print(f"seed {seed}: {result.steps} steps in {result.seconds:.0f} s", flush=True)
-    for name, collectors in per_method.items():
-        for weighting, suffix in (("steps", ""), ("validation", "_validation")):
-            mean = AffinityMatrix.mean([c.matrix(weighting) for c in collectors])
-            mean.to_csv(RESULTS / f"ett_affinity_{name}{suffix}.csv")
-            title = f"ETTh1 {name} affinity ({weighting}-weighted), mean of {args.seeds} seeds"
-            mean.plot(RESULTS / f"ett_affinity_{name}{suffix}.png", title=title)
+    save_affinity_means(per_method, "ett_affinity", "ETTh1")
     payload = {"problem": problem.fingerprint(), "seeds": args.seeds, "methods": methods, "runs": runs}
     name = "ett_affinity" if sorted(methods) == sorted(available) else "_".join(["ett_affinity", *methods])
     path = write_result(name, {**payload, "ptg_every": args.ptg_every})
