@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 
-from taskrel.affinity import AffinityMatrix, EtapAffinity, PtgTransferGain, TagAffinity
+from taskrel.affinity import EtapAffinity, PtgTransferGain, TagAffinity
 from taskrel.data import load_chemical
 from taskrel.train import Trainer
 
-from common import RESULTS, write_result
+from common import save_affinity_means, write_result
 
 
 def main() -> None:
@@ -42,12 +42,7 @@ def main() -> None:
         for name, collector in collectors.items():
             per_method.setdefault(name, []).append(collector)
         print(f"seed {seed}: {result.steps} steps in {result.seconds:.0f} s", flush=True)
-    for name, collectors in per_method.items():
-        for weighting, suffix in (("steps", ""), ("validation", "_validation")):
-            mean = AffinityMatrix.mean([c.matrix(weighting) for c in collectors])
-            mean.to_csv(RESULTS / f"chemical_affinity_{name}{suffix}.csv")
-            title = f"Chemical {name} affinity ({weighting}-weighted), mean of {args.seeds} seeds"
-            mean.plot(RESULTS / f"chemical_affinity_{name}{suffix}.png", title=title)
+    save_affinity_means(per_method, "chemical_affinity", "Chemical")
     path = write_result("chemical_affinity", {"seeds": args.seeds, "ptg_every": args.ptg_every, "runs": runs})
     print(f"wrote {path}")
 

@@ -56,3 +56,15 @@ def correlation_curves(result: dict, sizes: list[int], path: Path, title: str, y
         for name, by_size in result["methods"].items()
     }
     curves(sizes, series, path, title=title, xlabel="|G_train| (trained groups)", ylabel=ylabel)
+
+
+def save_affinity_means(per_method: dict[str, list], prefix: str, dataset: str) -> None:
+    """Seed-mean matrix of every collector, time-averaged and validation-weighted: CSV and heat map each."""
+    from taskrel.affinity import AffinityMatrix
+
+    for name, collectors in per_method.items():
+        for weighting, suffix in (("steps", ""), ("validation", "_validation")):
+            mean = AffinityMatrix.mean([c.matrix(weighting) for c in collectors])
+            mean.to_csv(RESULTS / f"{prefix}_{name}{suffix}.csv")
+            title = f"{dataset} {name} affinity ({weighting}-weighted), mean of {len(collectors)} seeds"
+            mean.plot(RESULTS / f"{prefix}_{name}{suffix}.png", title=title)

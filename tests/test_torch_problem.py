@@ -115,3 +115,18 @@ def test_the_default_model_is_an_mlp_with_heads_shaped_like_the_targets():
     assert problem.fingerprint()["model"] == "mlp" and problem.fingerprint()["loss"] == "auto"
     result = problem.train(["b"], 0)
     assert result.steps == 4 and np.isfinite(result.test_loss["b"])
+
+
+def test_lookahead_collectors_that_step_the_heads_leave_single_input_training_unchanged():
+    from taskrel.affinity import PtgTransferGain
+
+    def factory(group, seed):
+        return MultiTaskModel(nn.Sequential(nn.Linear(4, 8), nn.Tanh()), {t: nn.Linear(8, 1) for t in group})
+
+    problem = TorchProblem(data(), factory, loss="mse", config=QUICK)
+    plain = problem.train(["a", "b"], 0)
+    ptg = PtgTransferGain()
+    watched = problem.train(["a", "b"], 0, callbacks=[ptg])
+    assert watched.val_loss == plain.val_loss and watched.test_loss == plain.test_loss
+    matrix = ptg.matrix()
+    assert np.isfinite(matrix.values).all() and (matrix.values[~np.eye(2, dtype=bool)] != 0).all()

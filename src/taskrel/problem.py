@@ -35,6 +35,8 @@ BUILTIN_PROBLEMS: dict[str, str] = {
     "school": "taskrel.data.builtin:school",
     "landmine": "taskrel.data.builtin:landmine",
     "parkinsons": "taskrel.data.builtin:parkinsons",
+    "ett": "taskrel.data.builtin:ett",
+    "etth2": "taskrel.data.builtin:etth2",
 }
 ENTRY_POINT_GROUP = "taskrel.problems"
 

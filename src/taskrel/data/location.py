@@ -24,6 +24,7 @@ SOURCES = {
     "ayman2023/landmine/": "https://raw.githubusercontent.com/AfiyaAyman/Task-Grouping-for-Automated-Multi-Task-Machine-Learning-via-Task-Affinity-Prediction/7cc86e9/Dataset/LANDMINE/",
     "ayman2023/parkinsons/": "https://raw.githubusercontent.com/AfiyaAyman/Task-Grouping-for-Automated-Multi-Task-Machine-Learning-via-Task-Affinity-Prediction/7cc86e9/Dataset/PARKINSONS/",
     "standley2020_taskonomy/": "https://raw.githubusercontent.com/tstandley/taskgrouping/bb1496e/network_selection/",
+    "ett/": "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/1d16c8f4/ETT-small/",
     "mtgnet_song2022/": "https://raw.githubusercontent.com/ShawnKS/MTG-Net/dd361da/gain_collection/collected_gain/",
 }
 
