@@ -26,9 +26,9 @@ from taskrel.data import CHEMICAL_TASKS, load_chemical
 from taskrel.models import loss_function, mlp_model
 from taskrel.train import Trainer
 from taskrel.train.config import TrainConfig
-from taskrel.weighting import AuxiNash, LinearScalarisation, NashMTL, NearStationaryWarning
+from taskrel.weighting import AuxiNash, NearStationaryWarning
 
-from common import write_result
+from common import auxiliary_weighting, write_result
 
 METHODS = ("stl", "ls", "nash_mtl", "auxinash")
 
@@ -46,12 +46,7 @@ def run(method: str, dataset, main: str, seed: int, config: TrainConfig) -> dict
         rows = torch.randperm(len(y_main), generator=generator)[: config.batch_size]
         return loss_fn(model(x_main[rows], main), y_main[rows])
 
-    weighting = {
-        "stl": None,
-        "ls": LinearScalarisation(group),
-        "nash_mtl": NashMTL(group),
-        "auxinash": AuxiNash(group, meta_loss=main_loss_on_fresh_batch),
-    }[method]
+    weighting = auxiliary_weighting(method, group, main_loss_on_fresh_batch)
     start = time.perf_counter()
     result = Trainer(dataset, group, config, seed=seed, weighting=weighting, model=model, monitor=[main]).fit()
     out = {

@@ -68,3 +68,16 @@ def save_affinity_means(per_method: dict[str, list], prefix: str, dataset: str) 
             mean.to_csv(RESULTS / f"{prefix}_{name}{suffix}.csv")
             title = f"{dataset} {name} affinity ({weighting}-weighted), mean of {len(collectors)} seeds"
             mean.plot(RESULTS / f"{prefix}_{name}{suffix}.png", title=title)
+
+
+def auxiliary_weighting(method: str, group, meta_loss):
+    """The weighting of an auxiliary-learning run by name: "stl" (none), "ls", "nash_mtl" or "auxinash"."""
+    from taskrel.weighting import AuxiNash, LinearScalarisation, NashMTL
+
+    if method == "stl":
+        return None
+    return {
+        "ls": lambda: LinearScalarisation(group),
+        "nash_mtl": lambda: NashMTL(group),
+        "auxinash": lambda: AuxiNash(group, meta_loss=meta_loss),
+    }[method]()

@@ -20,9 +20,9 @@ import torch
 
 from taskrel.data.builtin import ett
 from taskrel.train.callbacks import Callback
-from taskrel.weighting import AuxiNash, LinearScalarisation, NashMTL, NearStationaryWarning
+from taskrel.weighting import AuxiNash, NearStationaryWarning
 
-from common import RESULTS, write_result
+from common import RESULTS, auxiliary_weighting, write_result
 
 METHODS = ("stl", "ls", "nash_mtl", "auxinash")
 
@@ -49,12 +49,7 @@ def run(problem, method: str, main: str, seed: int) -> dict:
         rows = torch.randperm(len(x), generator=generator)[: problem.config.batch_size]
         return (trainer.model(x[rows], main) - y[rows]).pow(2).mean()
 
-    weighting = {
-        "stl": None,
-        "ls": LinearScalarisation(group),
-        "nash_mtl": NashMTL(group),
-        "auxinash": AuxiNash(group, meta_loss=main_loss_on_fresh_batch),
-    }[method]
+    weighting = auxiliary_weighting(method, group, main_loss_on_fresh_batch)
     log = [PreferenceLog(weighting)] if isinstance(weighting, AuxiNash) else []
     trainer = problem.trainer(group, seed, weighting=weighting, monitor=[main], callbacks=log)
     result = trainer.fit()
