@@ -226,8 +226,8 @@ def test_failed_runs_are_reported_kept_and_retried_alone(tmp_path):
 
 
 def test_a_killed_worker_strands_nothing(tmp_path):
-    """A run whose worker process is SIGKILLed goes round once more, then is recorded as failed; the pool is
-    restarted and every other run is done."""
+    """A run whose worker process is SIGKILLed is rerun alone and then recorded as failed; the pool is
+    restarted and every other run, even one that died with it in the same pool, is done."""
     store = tmp_path / "runs.db"
     result = taskrel_cli("sweep", "--problem", f"{USER}:killing", "--groups", "size:2", "--seeds", "1",
                          "--store", str(store), "--workers", "2", "--quiet", "--json",

@@ -7,8 +7,8 @@ always part of the sweep, since gains are measured against them.
 
 Workers receive the problem's spec (`taskrel.problem.load_problem`) and build the problem
 themselves, so a user's problem runs in a spawned process pool or on a Ray cluster; a problem
-object without a spec is sent as it is (it must then be picklable). A run whose worker process
-dies is put back once; if its second worker dies too, it is recorded as failed.
+object without a spec is sent as it is (it must then be picklable). The runs lost with a worker
+process that died are rerun one at a time; one that kills its worker again alone is recorded as failed.
 """
 
 from __future__ import annotations
@@ -272,31 +272,37 @@ def run_sweep(
 
 
 def _run(pool, runs: RunStore, todo, sent, retry_failed, claimed, counts, bar) -> None:
-    """Claim and train `todo` on `pool`; a run whose worker died goes round once more."""
-    crashed_once: set[RunKey] = set()
-    while todo:
+    """Claim and train `todo` on `pool`.
 
-        def jobs(keys: list[RunKey]) -> Iterator[SweepJob]:
-            for key in keys:
-                if key in claimed or runs.claim(key, retry_failed=retry_failed):
-                    claimed.add(key)
-                    yield SweepJob(sent, key.group, key.seed)
+    A dead worker takes every run in flight on its pool down with it, so the runs lost that way are
+    rerun one at a time afterwards: a run that dies again alone is the one that kills its worker and is
+    recorded as failed; the others are done.
+    """
 
-        again = []
-        for job, outcome in pool.imap_unordered(run_job, jobs(todo)):
+    def jobs(keys: list[RunKey]) -> Iterator[SweepJob]:
+        for key in keys:
+            if key in claimed or runs.claim(key, retry_failed=retry_failed):
+                claimed.add(key)
+                yield SweepJob(sent, key.group, key.seed)
+
+    def train(keys: list[RunKey], last_chance: bool) -> list[RunKey]:
+        lost = []
+        for job, outcome in pool.imap_unordered(run_job, jobs(keys)):
             key = RunKey(job.group, job.seed)
             if isinstance(outcome, WorkerCrash):
-                if key not in crashed_once:
-                    crashed_once.add(key)
-                    again.append(key)
+                if not last_chance:
+                    lost.append(key)
                     continue
-                outcome = failed_record(job, f"WorkerCrash: {outcome.message}, twice")
+                outcome = failed_record(job, f"WorkerCrash: {outcome.message}, also when run alone")
             runs.record(outcome)
             claimed.discard(key)
             counts[outcome.status] += 1
             bar.update(1)
             bar.set_postfix(done=counts["done"], failed=counts["failed"])
-        todo = again
+        return lost
+
+    for key in train(todo, last_chance=False):
+        train([key], last_chance=True)
 
 
 def _failures(runs: RunStore, keys: Sequence[RunKey]) -> tuple[tuple[RunKey, str], ...]:
