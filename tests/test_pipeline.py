@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from taskrel.data import CHEMICAL_TASKS
+from taskrel.errors import ConfigError
 from taskrel.pipeline import PipelineError, run_pipeline
 from taskrel.problem import load_problem
 
@@ -23,20 +24,33 @@ def stored(store):
             "SELECT grp, seed, val_loss, test_loss FROM runs WHERE status = 'done'"))  # fmt: skip
 
 
-def test_pipeline_selects_trains_reports_and_resumes(tmp_path):
-    result = run_pipeline(QUICK, tmp_path, train_groups=4, max_groups=2, budget=12, progress=False)
-    assert 1 <= len(result.chosen) <= 2
+def best_on_validation(task, chosen, runs):
+    """The model serving `task` by the rule of safe serving, from the stored runs: the lowest validation
+    loss among the chosen groups that contain it and its own STL run (which wins a tie)."""
+    options = [task] + [g for g in chosen if task in g.split("|")]
+    return min(options, key=lambda g: json.loads(runs[(g, 0)][0])[task])
+
+
+def test_adaptive_pipeline_selects_trains_serves_safely_reports_and_resumes(tmp_path):
+    result = run_pipeline(QUICK, tmp_path, train_groups=6, sampling="adaptive", max_groups=2, budget=12,
+                          progress=False)  # fmt: skip
+    assert len(result.chosen) <= 2 and all("|" in g for g in result.chosen)
     assert sum(len(g.split("|")) for g in result.chosen) <= 12  # the budget on Σ|G|
-    for name in ("report.html", "report.md", "affinity.csv", "affinity.png", "losses.png"):
+    for name in ("report.html", "report.md", "affinity.csv", "affinity.png", "losses.png", "training_groups.json"):
         assert (tmp_path / name).stat().st_size > 0
-    # The reported totals, recomputed from the run store: each task is read from the chosen group
-    # with its lowest validation loss; the selected total sums their test losses.
+    plan = json.loads((tmp_path / "training_groups.json").read_text())
+    assert plan["sampling"] == "adaptive" and len(plan["groups"]) == 6
+    assert plan["groups"][0]["group"] == "|".join(CHEMICAL_TASKS)
+    assert all("posterior draw" in g["reason"] or "uncertain" in g["reason"] for g in plan["groups"][4:])
+    # The reported totals, recomputed from the run store: each task is read from its best model on
+    # validation, its STL model included, so no task is served worse than STL on validation.
     runs = stored(tmp_path / "runs.db")
+    assert {g["group"] for g in plan["groups"]} <= {g for g, _ in runs}
     total = 0.0
     for task in CHEMICAL_TASKS:
-        options = [g for g in result.chosen if task in g.split("|")]
-        best = min(options, key=lambda g: json.loads(runs[(g, 0)][0])[task])
+        best = best_on_validation(task, result.chosen, runs)
         assert result.serving[task] == best
+        assert json.loads(runs[(best, 0)][0])[task] <= json.loads(runs[(task, 0)][0])[task]
         total += json.loads(runs[(best, 0)][1])[task]
     assert abs(result.totals()["selected"] - total) < 1e-9
     everything = "|".join(CHEMICAL_TASKS)
@@ -44,11 +58,15 @@ def test_pipeline_selects_trains_reports_and_resumes(tmp_path):
     assert abs(result.totals()["naive_mtl"] - naive) < 1e-9
     markdown = (tmp_path / "report.md").read_text()
     assert f"{result.totals()['selected']:.4f}" in markdown and "Provenance" in markdown
+    assert "Training groups" in markdown and "never worse than STL on validation" in markdown
 
     before = stored(tmp_path / "runs.db")
-    again = run_pipeline(QUICK, tmp_path, train_groups=4, max_groups=2, budget=12, progress=False)
+    again = run_pipeline(QUICK, tmp_path, train_groups=6, sampling="adaptive", max_groups=2, budget=12,
+                         progress=False)  # fmt: skip
     assert stored(tmp_path / "runs.db") == before  # nothing trained twice
-    assert again.chosen == result.chosen
+    assert again.chosen == result.chosen and again.training == result.training
+    with pytest.raises(ConfigError, match="--sampling adaptive --seed 0, not random 0"):
+        run_pipeline(QUICK, tmp_path, train_groups=6, max_groups=2, progress=False)
 
 
 USER = str(Path(__file__).resolve().parent / "user_problems.py")
@@ -67,7 +85,8 @@ def test_user_problem_pipeline_from_the_command_line(tmp_path):
     assert set(summary["serving"]) == {"HUFL", "MUFL", "OT"}
     problem = load_problem(f"{USER}:forecast")
     for task, group in summary["serving"].items():
-        assert group in summary["chosen"] and task in group.split("|")
+        assert group == task or (group in summary["chosen"] and task in group.split("|"))
+    assert summary["sampling"] == "random" and len(summary["training_groups"]) == 2
     direct = {task: problem.train(group.split("|"), 0).test_loss[task] for task, group in summary["serving"].items()}
     assert summary["total_test_loss"]["selected"] == pytest.approx(sum(direct.values()), rel=1e-6)
     assert "etth1-window" in (out / "report.md").read_text()
@@ -93,6 +112,5 @@ def test_landmine_pipeline_partitions_29_tasks_with_the_pairwise_program(tmp_pat
     pairs = result.predictions[result.predictions["group"].str.count(r"\|") == 1]
     assert pairs["group"].nunique() == 29 * 28 // 2
     runs = stored(tmp_path / "runs.db")
-    for task, group in result.serving.items():  # each task is read from its best chosen model on validation
-        options = [g for g in result.chosen if task in g.split("|")]
-        assert group == min(options, key=lambda g: json.loads(runs[(g, 0)][0])[task])
+    for task, group in result.serving.items():  # each task is read from its best model on validation
+        assert group == best_on_validation(task, result.chosen, runs)

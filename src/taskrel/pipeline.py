@@ -1,36 +1,37 @@
 """The grouping pipeline a user runs on any problem, end to end, resumable from its run store.
 
-STL runs → one all-task affinity run (ETAP) → a few sampled training groups → gain predictor fit →
-predicted gains of every candidate group (of every pair, above `MAX_ENUMERATED_TASKS` tasks) →
-exact selection under the constraints (the compact pairwise program for many tasks) → training of
-the chosen groups → a report (HTML and Markdown) comparing the choice with single-task learning
-and one all-task model. Every training goes through the same `RunStore`, so a second call with
-the same arguments trains nothing that is already done; a failed training stops the pipeline
-with a `PipelineError` naming it.
+STL runs → one all-task affinity run (ETAP) → training groups, drawn at random or chosen adaptively
+(`taskrel.sampling`) → gain predictor fit → predicted gains of every candidate group (of every pair,
+above `MAX_ENUMERATED_TASKS` tasks) → exact selection under the constraints, each task's STL model a
+free option (`taskrel.decision`; the compact pairwise program for many tasks) → training of the
+chosen groups → safe serving (each task read from its best model on validation, STL included) → a
+report (HTML and Markdown) comparing the outcome with single-task learning and one all-task model.
+Every training goes through the same `RunStore` and the training groups are saved in
+``OUT/training_groups.json``, so a second call with the same arguments trains nothing that is
+already done; a failed training stops the pipeline with a `PipelineError` naming it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from taskrel.affinity.matrix import AffinityMatrix
 from taskrel.affinity.measure import measure_affinity
+from taskrel.decision import Serving, candidate_groups, choose_groups, choose_partition, serve
 from taskrel.errors import ConfigError, TaskrelError
 from taskrel.gains import GainTable
 from taskrel.groups import Group, all_groups, group_name
 from taskrel.predict import DefaultPredictor
 from taskrel.problem import Problem, check_fingerprint, load_problem
-from taskrel.select import Constraints, GroupingProblem, PairwiseProblem
+from taskrel.sampling import SAMPLINGS, Pick, read_plan, training_groups, write_plan
 from taskrel.train.store import RunStore
-from taskrel.train.sweep import open_store, run_sweep, stratified_groups
+from taskrel.train.sweep import open_store, run_sweep
 
 #: Above this many tasks, candidate groups are too many to enumerate: pairwise gains are predicted
 #: and the compact pairwise program (PTG) partitions the tasks.
@@ -58,10 +59,11 @@ class PipelineResult:
     fingerprint: dict
     store: str
     affinity: AffinityMatrix
-    train_groups: list[Group]
+    sampling: str
+    training: list[Pick]  # the groups trained to fit the predictor, in order, with why
     predictions: pd.DataFrame  # group, task, gain (predicted) for every candidate (pairs for many tasks)
     chosen: list[str]
-    serving: dict[str, str]
+    served: dict[str, Serving]
     table: GainTable  # measured: singles, training groups, chosen groups
     cross_validated: pd.DataFrame  # group, task, predicted, measured for held-out training groups
     constraints: dict
@@ -69,8 +71,13 @@ class PipelineResult:
     seconds: dict[str, float] = field(default_factory=dict)
     command: str = ""
 
+    @property
+    def serving(self) -> dict[str, str]:
+        """Task → the group text serving it (the task's own name where its STL model serves it)."""
+        return {t: s.group for t, s in self.served.items()}
+
     def per_task(self) -> pd.DataFrame:
-        """Per task: STL loss, naive-MTL loss, serving group, predicted and realised gain and loss."""
+        """Per task: STL loss, naive-MTL loss, serving group and why, predicted and realised gain and loss."""
         means = self.table.mean().set_index(["group", "task"])
         stl = self.table.stl_loss()
         everything = group_name(self.tasks, self.tasks)
@@ -79,7 +86,7 @@ class PipelineResult:
         for t in self.tasks:
             group = self.serving[t]
             rows.append({
-                "task": t, "serving_group": group, "stl_loss": stl[t],
+                "task": t, "serving_group": group, "why": self.served[t].reason, "stl_loss": stl[t],
                 "naive_mtl_loss": means.loc[(everything, t), "test_loss"],
                 "selected_loss": means.loc[(group, t), "test_loss"],
                 "predicted_gain": float(predicted.get((group, t), 0.0)),
@@ -91,10 +98,17 @@ class PipelineResult:
         frame = self.per_task()
         return {name: float(frame[f"{name}_loss"].sum()) for name in ("stl", "naive_mtl", "selected")}
 
+    def safe_on_test(self) -> float:
+        """Fraction of tasks whose served test loss is at most their STL test loss."""
+        frame = self.per_task()
+        return float((frame["selected_loss"] <= frame["stl_loss"]).mean())
 
-def _table(store: RunStore, tasks: list[str]) -> GainTable:
-    runs = [(r.group, r.seed, r.val_loss, r.test_loss) for r in store.records("done")]
-    return GainTable.from_runs(runs, tasks)
+
+def _table_of(store: Path, fingerprint: dict, tasks: list[str], split: str = "test") -> GainTable:
+    """Every finished run of the store as a gain table, gains of `split`."""
+    with RunStore(store, fingerprint) as runs:
+        records = [(r.group, r.seed, r.val_loss, r.test_loss) for r in runs.records("done")]
+    return GainTable.from_runs(records, tasks, split=split)
 
 
 def _train(problem: Problem, groups: list[Group], seeds: int, store: Path, sweep: dict) -> None:
@@ -114,6 +128,7 @@ def run_pipeline(
     out: str | Path,
     *,
     train_groups: int = 10,
+    sampling: str = "random",
     max_groups: int = 3,
     budget: float | None = None,
     seeds: int = 1,
@@ -127,10 +142,13 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run (or resume) the pipeline on `problem`; writes ``out/report.html``, ``out/report.md`` and figures.
 
-    `budget` bounds Σ|G| over the chosen groups (training compute grows with group size); single
-    tasks are candidates too (keeping a task alone costs one network of size 1). With more than
-    `MAX_ENUMERATED_TASKS` tasks, the predictor gives the gain of every pair and the compact pairwise
-    program partitions the tasks into at most `max_groups` groups (`time_limit` seconds, 1 % gap).
+    `train_groups` groups (the all-task group included) are trained to fit the predictor, chosen by
+    `sampling` (``random`` or ``adaptive``, see `taskrel.sampling`; adaptive batches hold `workers`
+    groups). `max_groups` and `budget` (a bound on Σ|G|, since training compute grows with group
+    size) count the chosen groups of two or more tasks; a task no chosen group helps keeps its STL
+    model, which costs nothing more. With more than `MAX_ENUMERATED_TASKS` tasks, the predictor gives
+    the gain of every pair and the compact pairwise program partitions the tasks into at most
+    `max_groups` groups (`time_limit` seconds, 1 % gap); sampling is then random.
     """
     problem = load_problem(problem)
     out = Path(out)
@@ -140,6 +158,13 @@ def run_pipeline(
     enumerate_groups = len(tasks) <= MAX_ENUMERATED_TASKS
     if train_groups < 1:
         raise ConfigError(f"--train-groups must be ≥ 1, got {train_groups}")
+    if sampling not in SAMPLINGS:
+        raise ConfigError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+    if sampling == "adaptive" and not enumerate_groups:
+        raise ConfigError(
+            f"--sampling adaptive needs enumerated candidate groups (≤ {MAX_ENUMERATED_TASKS} tasks); "
+            f"{name} has {len(tasks)}: use --sampling random"
+        )
     if budget is not None and not enumerate_groups:
         raise ConfigError(
             f"--budget needs enumerated candidate groups (≤ {MAX_ENUMERATED_TASKS} tasks); {name} has {len(tasks)}"
@@ -149,7 +174,6 @@ def run_pipeline(
     open_store(store, problem).close()  # a store of another problem is refused before any training
     sweep = dict(workers=workers, executor=executor, address=address, progress=progress)
     seconds: dict[str, float] = {}
-    everything = frozenset(tasks)
 
     started = time.perf_counter()
     _train(problem, [frozenset([t]) for t in tasks], seeds, store, sweep)
@@ -174,86 +198,56 @@ def run_pipeline(
     seconds["affinity"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    sizes = range(2, len(tasks))
-    sampled = stratified_groups(tasks, train_groups - 1, seed, sizes) if train_groups > 1 and len(tasks) > 2 else []
-    training = [everything, *sampled]
-    _train(problem, training, seeds, store, sweep)
+    stl = _table_of(store, fingerprint, tasks, split="val").stl_loss()  # validation losses
+
+    def measure(groups: list[Group]) -> pd.DataFrame:
+        """Train `groups`; their measured validation gains (every decision is made on validation)."""
+        _train(problem, groups, seeds, store, sweep)
+        names = {group_name(g, tasks) for g in groups}
+        measured = _table_of(store, fingerprint, tasks, split="val").mean()
+        return measured[measured["group"].isin(names)][["group", "task", "gain"]]
+
+    def decide(gains: pd.DataFrame) -> list[Group]:
+        return choose_groups(gains, tasks, stl, max_groups=max_groups, budget=budget).groups
+
+    plan = out / "training_groups.json"
+    training = training_groups(
+        tasks, train_groups, sampling, measure=measure, fit=lambda g: DefaultPredictor().fit(affinity, g),
+        decide=decide, stl=stl, batch=workers, seed=seed, done=read_plan(plan, sampling, seed, tasks),
+        record=lambda picks: write_plan(plan, sampling, seed, picks, tasks),
+    )  # fmt: skip
     seconds["training_groups"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    with RunStore(store, fingerprint) as runs:
-        table = _table(runs, tasks)
-    names = {group_name(g, tasks) for g in training}
-    measured = table.mean()
-    train_frame = measured[measured["group"].isin(names)][["group", "task", "gain"]]
+    train_frame = measure([p.group for p in training])
     model = DefaultPredictor().fit(affinity, train_frame)
-    held_out = _cross_validate(affinity, train_frame, [g for g in training if len(g) >= 2], tasks)
-    stl = table.stl_loss()
+    held_out = _cross_validate(affinity, train_frame, [p.group for p in training if len(p.group) >= 2], tasks)
     constraints = {"max_groups": max_groups, **({"budgets": {"size": budget}} if budget is not None else {})}
     if enumerate_groups:
-        predictions, chosen, selection = _select_enumerated(model, tasks, stl, constraints, budget)
+        predictions = model.predict(candidate_groups(tasks))
+        choice = choose_groups(predictions, tasks, stl, max_groups=max_groups, budget=budget)
     else:
-        predictions, chosen, selection = _select_pairwise(model, tasks, stl, max_groups, time_limit, seed)
+        predictions = model.predict(list(all_groups(tasks, [2])))
+        choice = choose_partition(predictions, tasks, stl, max_groups=max_groups, time_limit=time_limit, seed=seed)
+        larger = [g for g in choice.groups if len(g) > 2]
+        predictions = pd.concat([predictions, model.predict(larger)], ignore_index=True)
     seconds["predict_and_select"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    _train(problem, [g for g in chosen if len(g) > 1], seeds, store, sweep)
-    with RunStore(store, fingerprint) as runs:
-        table = _table(runs, tasks)
-    chosen_names = [group_name(g, tasks) for g in chosen]
-    serving = table.serve(chosen_names)
+    _train(problem, [g for g in choice.groups if len(g) > 1], seeds, store, sweep)
+    table = _table_of(store, fingerprint, tasks)
+    chosen_names = [group_name(g, tasks) for g in choice.groups]
+    served = serve(table, chosen_names)
     seconds["chosen_groups"] = time.perf_counter() - started
 
     result = PipelineResult(
-        name, tasks, list(range(seeds)), fingerprint, str(store), affinity, training, predictions, chosen_names,
-        serving, table, held_out, constraints, selection, seconds, " ".join(["taskrel", *sys.argv[1:]]),
+        name, tasks, list(range(seeds)), fingerprint, str(store), affinity, sampling, training, predictions,
+        chosen_names, served, table, held_out, constraints, choice.text, seconds, " ".join(["taskrel", *sys.argv[1:]]),
     )  # fmt: skip
     from taskrel.report.document import write_report
 
     write_report(result, out)
     return result
-
-
-def _select_enumerated(model, tasks, stl, constraints, budget) -> tuple[pd.DataFrame, list[Group], str]:
-    """Predict every group's gains and choose with the exact MILP over all of them."""
-    predictions = model.predict(list(all_groups(tasks)))
-    frame = predictions.copy()
-    frame["value"] = frame["task"].map(stl) * (1.0 - frame["gain"])
-    frame["size"] = frame["group"].map(lambda g: len(str(g).split("|")))
-    problem = GroupingProblem.from_frame(
-        frame[["group", "task", "value", "size"]], sense="min", constraints=Constraints(**constraints), tasks=tasks,
-        cost_columns=["size"] if budget is not None else [],
-    )  # fmt: skip
-    selection = problem.solve()
-    chosen = [g for g in selection.selected if any(selection.serving[t] == g for t in tasks)]
-    text = (
-        f"exact MILP (HiGHS) over all {2 ** len(tasks) - 1} groups, constraints {json.dumps(constraints)}, "
-        "minimising predicted total test loss Σ L_STL(t)·(1 − ĝ); each task served by its best chosen group"
-    )
-    return predictions, [frozenset(str(g).split("|")) for g in chosen], text
-
-
-def _select_pairwise(model, tasks, stl, max_groups, time_limit, seed) -> tuple[pd.DataFrame, list[Group], str]:
-    """Predict every pair's gains and partition the tasks with the compact pairwise program (PTG)."""
-    pairs = list(all_groups(tasks, [2]))
-    predictions = model.predict(pairs)
-    index = {t: i for i, t in enumerate(tasks)}
-    reduction = np.zeros((len(tasks), len(tasks)))  # S[source, target]: predicted loss reduction of the target
-    for group, task, gain in predictions[["group", "task", "gain"]].itertuples(index=False):
-        source = next(t for t in str(group).split("|") if t != task)
-        reduction[index[source], index[task]] = stl[task] * gain
-    problem = PairwiseProblem(
-        tuple(tasks), reduction, rule="tag", sense="max", constraints=Constraints(partition=True, max_groups=max_groups)
-    )
-    selection = problem.solve(time_limit=time_limit, gap=0.01, seed=seed)
-    chosen = [frozenset(str(g).split("|")) for g in selection.selected]
-    predictions = pd.concat([predictions, model.predict([g for g in chosen if len(g) > 2])], ignore_index=True)
-    text = (
-        f"compact pairwise program (PTG) over {len(tasks)} tasks: partition into at most {max_groups} groups "
-        f"maximising the predicted loss reduction Σ_k mean_(i∈G, i≠k) L_STL(k)·ĝ(i,k → k) from {len(pairs)} "
-        f"predicted pair gains; {selection.status}, proven gap {selection.gap:.2%} in {selection.seconds:.1f} s"
-    )
-    return predictions, chosen, text
 
 
 def _cross_validate(
@@ -278,13 +272,16 @@ def _pipeline(args: argparse.Namespace) -> int:
     from taskrel.train.cli import problem_from_args
 
     result = run_pipeline(
-        problem_from_args(args), args.out, train_groups=args.train_groups, max_groups=args.max_groups,
+        problem_from_args(args), args.out, train_groups=args.train_groups, sampling=args.sampling,
+        max_groups=args.max_groups,
         budget=args.budget, seeds=args.seeds, workers=args.workers, executor=args.executor, address=args.address,
         store=args.store, seed=args.seed, time_limit=args.time_limit, progress=not args.json and not args.quiet,
     )  # fmt: skip
     totals = result.totals()
     summary = {
         "chosen": result.chosen, "serving": result.serving, "total_test_loss": totals,
+        "tasks_not_worse_than_stl_on_test": result.safe_on_test(), "sampling": result.sampling,
+        "training_groups": [group_name(p.group, result.tasks) for p in result.training],
         "report": str(Path(args.out) / "report.html"), "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
     }  # fmt: skip
     if args.json:
@@ -306,8 +303,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("pipeline", help="affinity → sampled groups → gain predictor → selection → report")
     add_problem_options(parser)
     parser.add_argument("--train-groups", type=int, default=10, help="groups trained to fit the predictor")
-    parser.add_argument("--max-groups", type=int, default=3, help="at most this many groups are chosen")
-    parser.add_argument("--budget", type=float, help="limit on Σ|G| over the chosen groups")
+    parser.add_argument(
+        "--sampling", choices=SAMPLINGS, default="random",
+        help="how the training groups are chosen: at random, or adaptively for the decision (Thompson sampling)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-groups", type=int, default=3, help="at most this many groups of ≥ 2 tasks are chosen (STL is free)"
+    )
+    parser.add_argument("--budget", type=float, help="limit on Σ|G| over the chosen groups of ≥ 2 tasks")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per group (default 1)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--executor", choices=EXECUTORS, default="local")

@@ -1,5 +1,7 @@
 """The hierarchical model against its weight-space closed form, and the default predictor's rule."""
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ from taskrel.affinity import AffinityMatrix
 from taskrel.errors import ConfigError
 from taskrel.groups import all_groups, group_name
 from taskrel.predict import DefaultPredictor, HierarchicalPredictor, SurrogatePredictor
+from taskrel.predict.hierarchical import _evidence
 
 TASKS = tuple(f"t{i}" for i in range(7))
 GROUPS = [group_name(g, TASKS) for g in all_groups(TASKS, range(2, 8))]
@@ -31,10 +34,11 @@ def split(n_train, seed=0):
     return [GROUPS[i] for i in order[:n_train]], [GROUPS[i] for i in order[n_train:]]
 
 
-def weight_space(train, query, tasks, variances, centre=None):
+def weight_space(train, query, tasks, variances, centre=None, latent=False):
     """Posterior mean and predictive std of the linear model with offset + specific + mean terms.
 
     Gains are centred on `centre` (default: the mean training gain) before the Gaussian prior applies.
+    With `latent`, the posterior covariance of the noise-free gains of the query rows is returned as well.
     """
 
     def design(frame):
@@ -52,7 +56,8 @@ def weight_space(train, query, tasks, variances, centre=None):
     precision = x.T @ x / variances["noise"] + np.diag(1 / prior)
     cov = np.linalg.inv(precision)
     mean = q @ cov @ x.T @ (y - centre) / variances["noise"] + centre
-    return mean, np.sqrt(np.einsum("ij,jk,ik->i", q, cov, q) + variances["noise"])
+    std = np.sqrt(np.einsum("ij,jk,ik->i", q, cov, q) + variances["noise"])
+    return (mean, std, q @ cov @ q.T) if latent else (mean, std)
 
 
 def test_hierarchical_model_is_the_bayesian_linear_model_it_describes():
@@ -64,6 +69,46 @@ def test_hierarchical_model_is_the_bayesian_linear_model_it_describes():
     query = predicted[["group", "task"]]
     mean, std = weight_space(frame[frame.group.isin(train)], query, TASKS, model.variances())
     assert np.allclose(predicted.gain, mean, atol=1e-8) and np.allclose(predicted.gain_std, std, atol=1e-8)
+
+
+def test_posterior_draws_have_the_closed_form_mean_and_covariance():
+    rng = np.random.default_rng(5)
+    frame = table(membership_effects(rng), noise=0.01)
+    train, test = split(12)
+    model = HierarchicalPredictor(terms=("offset", "specific")).fit(None, frame[frame.group.isin(train)])
+    n = 20_000
+    draws = model.sample(["t0", *test[:5]], draws=n, seed=0)
+    first = draws[draws.draw == 0]
+    assert (draws[draws.group == "t0"].gain == 0).all()
+    values = draws.gain.to_numpy().reshape(-1, n)[1:]
+    query = first[["group", "task"]].iloc[1:]
+    mean, _, latent = weight_space(frame[frame.group.isin(train)], query, TASKS, model.variances(), latent=True)
+    scale = np.sqrt(np.diag(latent)).max()
+    assert np.abs(values.mean(axis=1) - mean).max() < 5 * scale / np.sqrt(n)
+    assert np.abs(np.cov(values) - latent).max() < 5 * scale**2 * np.sqrt(2 / n)
+    # the draws are joint: rows of one group are correlated as the closed form says, not independent
+    assert np.abs(latent - np.diag(np.diag(latent))).max() > 20 * scale**2 * np.sqrt(2 / n)
+    again = model.sample(["t0", *test[:5]], draws=n, seed=0)
+    assert again.equals(draws)
+
+
+def test_default_draws_centre_on_its_prediction():
+    rng = np.random.default_rng(6)
+    affinity = AffinityMatrix(rng.normal(size=(7, 7)), TASKS)
+    frame = table(lambda g, t: 0.05 * affinity.incoming(g, t) + 0.01 * len(g), noise=0.01)
+    train, test = split(12)
+    model = DefaultPredictor().fit(affinity, frame[frame.group.isin(train)])
+    n = 20_000
+    draws = model.sample(test[:4], draws=n, seed=1)
+    predicted = model.predict(test[:4], return_std=True)
+    values = draws.gain.to_numpy().reshape(-1, n)
+    assert np.abs(values.mean(axis=1) - predicted.gain.to_numpy()).max() < 5 * predicted.gain_std.max() / np.sqrt(n)
+    # noise-free draws spread less than a measured gain would
+    assert (values.std(axis=1) < predicted.gain_std.to_numpy()).all()
+    with pytest.raises(ConfigError, match="draws"):
+        model.sample(test[:1], draws=0)
+    with pytest.raises(ConfigError, match="no posterior draws"):
+        SurrogatePredictor().fit(None, frame[frame.group.isin(train)]).sample(test[:1])
 
 
 def test_leave_group_out_matches_refitting_without_the_group():
@@ -140,3 +185,18 @@ def test_bad_hyperparameters_are_reported_in_fit():
         with pytest.raises(ConfigError, match=message):
             model.fit(None, frame)
         assert not hasattr(model, "tasks_")
+
+
+def test_evidence_gradient_matches_finite_differences():
+    rng = np.random.default_rng(7)
+    frame = table(membership_effects(rng), noise=0.01)
+    train = frame[frame.group.isin(split(10)[0])]
+    model = HierarchicalPredictor(terms=("offset", "shared", "specific")).fit(None, train)
+    blocks = model._blocks(model.train_features_, model.train_features_)
+    objective = functools.partial(_evidence, blocks, model.target_)
+    theta = rng.normal(-2.0, 1.0, size=len(blocks) + 1)
+    _, gradient = objective(theta)
+    step = 1e-6
+    numeric = [(objective(theta + step * e)[0] - objective(theta - step * e)[0]) / (2 * step)
+               for e in np.eye(len(theta))]  # fmt: skip
+    assert np.allclose(gradient, numeric, rtol=1e-5, atol=1e-6)

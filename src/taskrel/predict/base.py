@@ -4,7 +4,8 @@ A predictor follows scikit-learn's conventions: constructor arguments are stored
 (`sklearn.base.clone` works), `fit(affinity, gains)` validates its inputs and learns, and
 `predict(groups)` returns one row per (group, member task) with the predicted gain
 (gain(G → t) = (L_STL(t) − L_G(t)) / L_STL(t), positive = the group helps t); predictors with
-``has_std`` add a ``gain_std`` column with ``predict(groups, return_std=True)``.
+``has_std`` add a ``gain_std`` column with ``predict(groups, return_std=True)``, and those with
+``can_sample`` give joint posterior draws of the gains with ``sample(groups, draws, seed)``.
 `gains` is a `GainTable` (its seed means are used) or a frame with columns group, task, gain.
 A `fit` that raises leaves the estimator unfitted.
 """
@@ -76,6 +77,8 @@ class GainPredictor(BaseEstimator):
     needs_pairs = False
     #: True when `predict(..., return_std=True)` gives a predictive standard deviation.
     has_std = False
+    #: True when `sample(groups, draws, seed)` gives joint draws of the gains from the posterior.
+    can_sample = False
 
     def fit(self, affinity: AffinityMatrix | None, gains: GainTable | pd.DataFrame) -> GainPredictor:
         self._unfit()
@@ -124,6 +127,32 @@ class GainPredictor(BaseEstimator):
             else:
                 rows.loc[multi, "gain"] = self._predict(chosen)
         return rows.drop(columns="members")
+
+    def sample(self, groups: Iterable[Group | str], draws: int = 1, seed: int | None = None) -> pd.DataFrame:
+        """`draws` joint posterior draws of the noise-free gain of every (group, member task).
+
+        Long layout: columns group, task, draw (0 … draws − 1), gain; singletons are 0 in every draw.
+        The draws are joint across rows (one draw is one plausible gain function), so they can be
+        pushed through a decision such as the selection program (Thompson sampling).
+        """
+        if not hasattr(self, "tasks_"):
+            raise ConfigError(f"{type(self).__name__} is not fitted yet: call fit(affinity, gains) first")
+        if not self.can_sample:
+            raise ConfigError(f"{type(self).__name__} gives no posterior draws")
+        if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 1:
+            raise ConfigError(f"draws must be a whole number ≥ 1, got {draws!r}")
+        rows = member_rows(as_groups(groups, self.tasks_), self.tasks_)
+        values = np.zeros((len(rows), int(draws)))
+        multi = (rows["members"].map(len) >= 2).to_numpy()
+        if multi.any():
+            values[multi] = self._sample(rows[multi].reset_index(drop=True), np.random.default_rng(seed), int(draws))
+        return pd.DataFrame({
+            "group": np.repeat(rows["group"].to_numpy(), draws), "task": np.repeat(rows["task"].to_numpy(), draws),
+            "draw": np.tile(np.arange(draws), len(rows)), "gain": values.ravel(),
+        })  # fmt: skip
+
+    def _sample(self, rows: pd.DataFrame, rng: np.random.Generator, draws: int) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
 
     def _fit(self, train: pd.DataFrame, measured: pd.DataFrame) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

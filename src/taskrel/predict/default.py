@@ -9,7 +9,8 @@ about the groups to be predicted enters it. The affinity term is a candidate onl
 affinity matrix is given, so the predictor also works from measured gains alone. With a single
 training group nothing can be held out and the first candidate alone is used.
 
-The predictive standard deviation is that of the mixture: √(Σ_k w_k (σ_k² + (μ_k − μ)²)).
+The predictive standard deviation is that of the mixture: √(Σ_k w_k (σ_k² + (μ_k − μ)²)); a
+posterior draw picks candidate k with probability w_k and draws from it.
 Gains follow gain(G → t) = (L_STL(t) − L_G(t)) / L_STL(t), positive = the group helps t.
 """
 
@@ -33,6 +34,7 @@ class DefaultPredictor(GainPredictor):
 
     needs_affinity = False
     has_std = True
+    can_sample = True
 
     def __init__(self, candidates: Sequence[Sequence[str]] = CANDIDATES, step: float = 0.05) -> None:
         self.candidates = candidates
@@ -65,6 +67,15 @@ class DefaultPredictor(GainPredictor):
         stds = np.column_stack([s for _, s in parts])
         mean = means @ self.weights_
         return mean, np.sqrt((stds**2 + (means - mean[:, None]) ** 2) @ self.weights_)
+
+    def _sample(self, rows: pd.DataFrame, rng: np.random.Generator, draws: int) -> np.ndarray:
+        component = rng.choice(len(self.models_), size=draws, p=self.weights_ / self.weights_.sum())
+        out = np.empty((len(rows), draws))
+        for k, model in enumerate(self.models_):
+            columns = np.flatnonzero(component == k)
+            if len(columns):
+                out[:, columns] = model._sample(rows, rng, len(columns))
+        return out
 
     def mixture(self) -> dict[str, float]:
         """Weight of every candidate model, keyed by its terms joined with ``+``."""

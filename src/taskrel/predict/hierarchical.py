@@ -14,7 +14,9 @@ term; the variances are set by maximising the marginal likelihood of the trainin
 maximum likelihood; a weak N(0, 2²) prior on each log variance, in units of the gains' variance,
 keeps the optimum finite with very few groups). Predictions are the posterior means; `predict(...,
 return_std=True)` adds the predictive standard deviation of a *measured* gain (posterior variance
-plus noise). All arithmetic in float64; fitting is deterministic.
+plus noise); `sample` draws the noise-free gains jointly by pathwise conditioning (a prior draw of
+the coefficients, corrected by the kernel-weighted residual at the training rows). All arithmetic
+in float64; fitting is deterministic.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class HierarchicalPredictor(GainPredictor):
 
     needs_affinity = False
     has_std = True
+    can_sample = True
 
     def __init__(self, terms: Sequence[str] = ("offset", "specific")) -> None:
         self.terms = terms
@@ -76,12 +79,16 @@ class HierarchicalPredictor(GainPredictor):
         z = (self._affinity_feature(rows) - self.z_mean_) / self.z_scale_
         return target, others, z
 
-    def _blocks(self, a: tuple, b: tuple) -> list[np.ndarray]:
-        """Kernel block of every term between the rows of `a` and `b`, then the constant (mean) block."""
-        same_target = a[0] @ b[0].T
-        shared = a[1] @ b[1].T
+    def _blocks(self, a: tuple, b: tuple, diagonal: bool = False) -> list[np.ndarray]:
+        """Kernel block of every term between the rows of `a` and `b`, then the constant (mean) block.
+
+        With ``diagonal=True`` (`a` and `b` of equal length) only the diagonal of each block, as vectors.
+        """
+        product = (lambda x, y: (x * y).sum(axis=1)) if diagonal else (lambda x, y: x @ y.T)
+        same_target = product(a[0], b[0])
+        shared = product(a[1], b[1])
         block = {"offset": same_target, "shared": shared, "specific": same_target * shared,
-                 "affinity": np.outer(a[2], b[2])}  # fmt: skip
+                 "affinity": a[2] * b[2] if diagonal else np.outer(a[2], b[2])}  # fmt: skip
         return [block[t] for t in self.terms_] + [np.ones_like(same_target)]
 
     def _predict(self, rows: pd.DataFrame) -> np.ndarray:
@@ -90,10 +97,33 @@ class HierarchicalPredictor(GainPredictor):
     def _predict_with_std(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         features = self._features(rows)
         cross = _combine(self._blocks(features, self.train_features_), self.log_variances_)
-        prior = _combine([np.diag(k) for k in self._blocks(features, features)], self.log_variances_)
+        prior = _combine(self._blocks(features, features, diagonal=True), self.log_variances_)
         projected = solve_triangular(self.factor_[0], cross.T, lower=True)
         variance = np.maximum(prior - (projected**2).sum(axis=0), 0.0) + np.exp(self.log_variances_[-1])
         return self.y_mean_ + self.y_scale_ * (cross @ self.weights_), self.y_scale_ * np.sqrt(variance)
+
+    def _sample(self, rows: pd.DataFrame, rng: np.random.Generator, draws: int) -> np.ndarray:
+        """Joint posterior draws (rows × draws) of the noise-free gain: f_post = f + K(x, X) K⁻¹ (y − f(X) − ε)."""
+        scale = dict(zip([*self.terms_, "mean", "noise"], np.sqrt(np.exp(self.log_variances_)), strict=True))
+        k = len(self.tasks_)
+        coefficients = {"offset": rng.standard_normal((k, draws)), "shared": rng.standard_normal((k, draws)),
+                        "specific": rng.standard_normal((k, k, draws)), "affinity": rng.standard_normal(draws),
+                        "mean": rng.standard_normal(draws)}  # fmt: skip
+        coefficients = {name: scale[name] * value for name, value in coefficients.items() if name in scale}
+
+        def prior_draw(features: tuple) -> np.ndarray:
+            target, others, z = features
+            value = {"offset": lambda c: target @ c, "shared": lambda c: others @ c,
+                     "specific": lambda c: np.einsum("nt,nu,tud->nd", target, others, c),
+                     "affinity": lambda c: np.outer(z, c),
+                     "mean": lambda c: np.broadcast_to(c, (len(z), draws))}  # fmt: skip
+            return sum(value[name](c) for name, c in coefficients.items())
+
+        noise = np.sqrt(np.exp(self.log_variances_[-1]) + JITTER) * rng.standard_normal((len(self.target_), draws))
+        residual = self.target_[:, None] - prior_draw(self.train_features_) - noise
+        features = self._features(rows)
+        cross = _combine(self._blocks(features, self.train_features_), self.log_variances_)
+        return self.y_mean_ + self.y_scale_ * (prior_draw(features) + cross @ cho_solve(self.factor_, residual))
 
     def leave_group_out(self) -> pd.DataFrame:
         """Leave-one-group-out predictions of the training rows: group, task, gain, predicted, predicted_std.
@@ -122,23 +152,35 @@ def _combine(blocks: list[np.ndarray], log_variances: np.ndarray) -> np.ndarray:
     return sum(np.exp(v) * k for v, k in zip(log_variances[:-1], blocks, strict=True))
 
 
+def _evidence(blocks: list[np.ndarray], target: np.ndarray, theta: np.ndarray) -> tuple[float, np.ndarray]:
+    """Penalised negative log marginal likelihood at log variances `theta` (blocks, then noise), and its gradient.
+
+    ∂/∂θ_k of ½ yᵀK⁻¹y + ½ log|K| is ½ e^θ_k tr((K⁻¹ − ααᵀ) B_k), α = K⁻¹y, with B_k the block of θ_k
+    (the identity for the noise); the prior adds θ_k / PRIOR_SCALE². (inf, 0) where K is not positive definite.
+    """
+    eye = np.eye(len(target))
+    covariance = _combine(blocks, theta) + (np.exp(theta[-1]) + JITTER) * eye
+    try:
+        factor = cho_factor(covariance, lower=True)
+    except np.linalg.LinAlgError:
+        return np.inf, np.zeros_like(theta)
+    alpha = cho_solve(factor, target)
+    fit = 0.5 * target @ alpha + np.log(np.diag(factor[0])).sum()
+    inner = cho_solve(factor, eye) - np.outer(alpha, alpha)
+    traces = [float((inner * block).sum()) for block in blocks] + [float(np.trace(inner))]
+    gradient = 0.5 * np.exp(theta) * np.array(traces) + theta / PRIOR_SCALE**2
+    return float(fit + 0.5 * (theta**2).sum() / PRIOR_SCALE**2), gradient
+
+
 def _maximise_evidence(blocks: list[np.ndarray], target: np.ndarray) -> np.ndarray:
     """Log variances (one per block, then the noise) maximising the penalised marginal likelihood."""
-    n = len(target)
-    eye = np.eye(n)
 
-    def objective(theta: np.ndarray) -> float:
-        covariance = _combine(blocks, theta) + (np.exp(theta[-1]) + JITTER) * eye
-        try:
-            factor = cho_factor(covariance, lower=True)
-        except np.linalg.LinAlgError:
-            return np.inf
-        fit = 0.5 * target @ cho_solve(factor, target) + np.log(np.diag(factor[0])).sum()
-        return float(fit + 0.5 * (theta**2).sum() / PRIOR_SCALE**2)
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        return _evidence(blocks, target, theta)
 
     best = None
     for start in (-1.0, -3.0):
-        result = minimize(objective, np.full(len(blocks) + 1, start), method="L-BFGS-B",
+        result = minimize(objective, np.full(len(blocks) + 1, start), method="L-BFGS-B", jac=True,
                           bounds=[LOG_VARIANCE_BOUNDS] * (len(blocks) + 1))  # fmt: skip
         if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
             best = result

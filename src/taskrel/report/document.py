@@ -63,10 +63,11 @@ def _sections(result) -> list[tuple[str, list]]:
          _percent((totals["stl"] - totals["selected"]) / totals["stl"])],
     ]  # fmt: skip
     per_task = [
-        [r.task, r.serving_group, _fmt(r.stl_loss), _fmt(r.naive_mtl_loss), _fmt(r.selected_loss),
+        [r.task, r.serving_group, r.why, _fmt(r.stl_loss), _fmt(r.naive_mtl_loss), _fmt(r.selected_loss),
          _percent(r.predicted_gain), _percent(r.realised_gain)]
         for r in frame.itertuples()
     ]  # fmt: skip
+    safe = result.safe_on_test()
     cv = result.cross_validated
     cv_r = float(np.corrcoef(cv["predicted"], cv["measured"])[0, 1]) if len(cv) > 2 else float("nan")
     provenance = [
@@ -78,8 +79,8 @@ def _sections(result) -> list[tuple[str, list]]:
         ["seeds per group", f"{seeds} (losses are means over seeds; gains use the seed-mean STL loss)"],
         ["affinity", f"{AFFINITY_TEXT}; {result.affinity.steps} steps collected in {result.affinity.seconds:.1f} s; "
                      "affinity.csv (row = source, column = target)"],
-        ["training groups", f"{len(result.train_groups)}: " + ", ".join("|".join(sorted(g, key=result.tasks.index))
-                                                                      for g in result.train_groups)],
+        ["training groups", f"{len(result.training)}, sampling {result.sampling}; training_groups.json lists "
+                            "each with why it was trained"],
         ["predictor", "DefaultPredictor: nested hierarchical Gaussian models (per-target offsets, target-specific "
          "member effects, the ETAP affinity feature) stacked by leave-one-group-out error"],
         ["selection", result.selection],
@@ -94,15 +95,26 @@ def _sections(result) -> list[tuple[str, list]]:
             "![per-task test losses](losses.png)",
         ]),
         ("Chosen groups", [
-            "Gains are relative loss reductions over STL, gain = (L_STL − L_G) / L_STL; the realised gain "
-            "comes from training the group; the predicted one from the gain predictor before training it.",
+            "Gains are relative loss reductions over STL, gain = (L_STL − L_G) / L_STL; the realised gain is "
+            "the test gain of the trained group; the predicted one is the predictor's validation gain before "
+            "training it.",
             (["group", "serves", "mean predicted gain", "mean realised gain"], chosen_rows),
-            (["task", "serving group", "STL loss", "all-task loss", "selected loss", "predicted gain",
+            "Each task is served by the model with the lowest validation loss among the chosen groups that "
+            "contain it and its own STL model (trained anyway, so free to serve): never worse than STL on "
+            f"validation. On test, {round(safe * len(result.tasks))} of {len(result.tasks)} tasks are served at or "
+            "below their STL loss.",
+            (["task", "serving model", "why", "STL loss", "all-task loss", "selected loss", "predicted gain",
               "realised gain"], per_task),
         ]),
+        ("Training groups", [
+            f"The {len(result.training)} groups trained to fit the gain predictor (sampling: {result.sampling}).",
+            (["#", "group", "why"], [[i + 1, "|".join(sorted(p.group, key=result.tasks.index)), p.reason]
+                                     for i, p in enumerate(result.training)]),
+        ]),
         ("How well the gains were predicted", [
-            f"Held-out training groups (leave-one-group-out refits) and the chosen groups; Pearson r on the "
-            f"held-out training groups: {cv_r:.2f}.",
+            "The predictor is fitted on validation gains (every decision is made on validation). Held-out "
+            "training groups (leave-one-group-out refits) are compared with their validation gains, the chosen "
+            f"groups with their test gains; Pearson r on the held-out training groups: {cv_r:.2f}.",
             "![predicted vs measured gains](predicted_vs_measured.png)",
         ]),
         ("Task affinity", [
