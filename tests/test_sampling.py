@@ -101,3 +101,18 @@ def test_the_plan_file_round_trips_and_refuses_another_sampling(tmp_path):
     path.write_text("not json")
     with pytest.raises(DataError, match="not a training plan"):
         read_plan(path, "adaptive", 0, tasks)
+
+
+def test_random_sampling_of_many_tasks_never_enumerates_and_adaptive_refuses_them():
+    tasks = [f"t{i}" for i in range(30)]  # 2^30 groups: enumerating them would not finish
+    measured = []
+
+    def measure(groups):
+        measured.append(len(groups))
+        return pd.DataFrame(columns=["group", "task", "gain"])
+
+    options = dict(measure=measure, fit=None, decide=None, stl=dict.fromkeys(tasks, 1.0))
+    picks = training_groups(tasks, 6, "random", **options)
+    assert len(picks) == 6 and measured == [6]
+    with pytest.raises(ConfigError, match="at most 14 tasks, got 30"):
+        training_groups(tasks, 6, "adaptive", **options)

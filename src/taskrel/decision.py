@@ -26,6 +26,10 @@ from taskrel.gains import GainTable
 from taskrel.groups import Group, all_groups, group_name, parse_group
 from taskrel.select import Constraints, GroupingProblem, PairwiseProblem
 
+#: Above this many tasks, candidate groups are too many to enumerate: pairwise gains are predicted
+#: and the compact pairwise program (PTG) partitions the tasks.
+MAX_ENUMERATED_TASKS = 14
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -150,4 +154,12 @@ def serve(table: GainTable, chosen: Sequence[Group | str]) -> dict[str, Serving]
     return out
 
 
-__all__ = ["Choice", "Serving", "candidate_groups", "choose_groups", "choose_partition", "serve"]
+__all__ = [
+    "MAX_ENUMERATED_TASKS",
+    "Choice",
+    "Serving",
+    "candidate_groups",
+    "choose_groups",
+    "choose_partition",
+    "serve",
+]

@@ -23,7 +23,7 @@ import pandas as pd
 
 from taskrel.affinity.matrix import AffinityMatrix
 from taskrel.affinity.measure import measure_affinity
-from taskrel.decision import Serving, candidate_groups, choose_groups, choose_partition, serve
+from taskrel.decision import MAX_ENUMERATED_TASKS, Serving, candidate_groups, choose_groups, choose_partition, serve
 from taskrel.errors import ConfigError, TaskrelError
 from taskrel.gains import GainTable
 from taskrel.groups import Group, all_groups, group_name
@@ -33,9 +33,6 @@ from taskrel.sampling import SAMPLINGS, Pick, read_plan, training_groups, write_
 from taskrel.train.store import RunStore
 from taskrel.train.sweep import open_store, run_sweep
 
-#: Above this many tasks, candidate groups are too many to enumerate: pairwise gains are predicted
-#: and the compact pairwise program (PTG) partitions the tasks.
-MAX_ENUMERATED_TASKS = 14
 #: The affinity the pipeline measures, and why (benchmarks/results/predictors_chemical.json: the
 #: validation-weighted ETAP score predicts measured gains, r = 0.45, where the plain time average does not).
 AFFINITY = ("etap", "validation")

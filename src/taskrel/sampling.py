@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from taskrel.decision import candidate_groups
+from taskrel.decision import MAX_ENUMERATED_TASKS, candidate_groups
 from taskrel.errors import ConfigError, DataError
 from taskrel.groups import Group, group_name, parse_group
 from taskrel.predict.base import GainPredictor
@@ -88,8 +88,13 @@ def training_groups(
         taken = {p.group for p in picks}
         drawn = stratified_groups(tasks, start - 1, seed, range(2, len(tasks)))
         add([Pick(g, "random, stratified by size") for g in drawn if g not in taken][: start - len(picks)])
-    candidates = candidate_groups(tasks)
-    while len(picks) < count:
+    if sampling == "adaptive" and len(picks) < count:
+        if len(tasks) > MAX_ENUMERATED_TASKS:
+            raise ConfigError(
+                f"adaptive sampling enumerates every group: at most {MAX_ENUMERATED_TASKS} tasks, got {len(tasks)}"
+            )
+        candidates = candidate_groups(tasks)
+    while sampling == "adaptive" and len(picks) < count:
         gains = measure([p.group for p in picks])
         trained = {p.group for p in picks}
         new = thompson_picks(
