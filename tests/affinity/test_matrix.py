@@ -32,13 +32,13 @@ def test_bad_matrices_are_refused(tmp_path):
     with pytest.raises(NonFiniteError, match="'y' → 'x'"):
         AffinityMatrix(np.where(VALUES == 3, np.nan, VALUES), TASKS)
     (tmp_path / "skew.csv").write_text("source,x,y\nx,1,2\nz,3,4\n")
-    with pytest.raises(DataError, match="first column"):
+    with pytest.raises(DataError, match="row 3, column 1: source 'z' is not in the header"):
         AffinityMatrix.read_csv(tmp_path / "skew.csv")
     (tmp_path / "text.csv").write_text("source,x,y\nx,1,high\ny,3,4\n")
     with pytest.raises(DataError, match="not a number"):
         AffinityMatrix.read_csv(tmp_path / "text.csv")
     (tmp_path / "inf.csv").write_text("source,x,y\nx,1,inf\ny,3,4\n")
-    with pytest.raises(NonFiniteError, match=r"source x\): y entry"):
+    with pytest.raises(NonFiniteError, match=r"row 2, column 3 \(source 'x', target 'y'\): 'inf' is not finite"):
         AffinityMatrix.read_csv(tmp_path / "inf.csv")
 
 

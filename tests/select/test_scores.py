@@ -61,10 +61,10 @@ def test_matrix_csv_round_trip_and_errors(tmp_path):
     tasks, matrix = read_matrix_csv(path)
     assert tasks == list(TASKS) and np.array_equal(matrix, S)
     path.write_text("source,a,b\na,0,1\nc,1,0\n")
-    with pytest.raises(DataError, match="first column"):
+    with pytest.raises(DataError, match="row 3, column 1: source 'c' is not in the header"):
         read_matrix_csv(path)
     path.write_text("source,a,b\na,0,x\nb,1,0\n")
-    with pytest.raises(DataError, match=r"row 2 .*'x' is not a number"):
+    with pytest.raises(DataError, match=r"row 2, column 3 .*'x' is not a number"):
         read_matrix_csv(path)
     path.write_text("source,a,b\na,0,1\nb,inf,0\n")
     with pytest.raises(NonFiniteError, match="row 3"):
