@@ -46,7 +46,7 @@ def test_real_data_arguments():
     train, _ = _two_clusters(k=4)
     with pytest.raises(ConfigError, match="disconnected"):
         run_real(train, np.zeros((4, 4)), "squared", RealConfig())
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="estimator must be 'global' or 'neighbourhood', got 'magic'"):
         RealConfig(estimator="magic")
     with pytest.raises(ConfigError, match="unstable"):
         run_real(train, 1.0 - np.eye(4), "squared", RealConfig(mu=0.5, eta=10.0, iters=100))
