@@ -61,3 +61,38 @@ def baselines(config, adjacency, laplacian, true_models) -> dict[str, tuple[np.n
         for name in steps:
             models[name][r] = w[name]
     return {name: (models[name], msd[name]) for name in steps}
+
+
+def real_baselines(train, adjacency, loss: str, config) -> dict[str, np.ndarray]:
+    """Non-cooperative SGD and Metropolis ATC on real data: tail-averaged affine models (K, M + 1), by plain loops.
+
+    Agent k draws rows uniformly with replacement from its own training set with
+    ``default_rng([seed, 2, 0, k])``, chunk by chunk; the model sees ``[x, 1]``. Squared loss:
+    ``w + μ x̃ (y − x̃ᵀw)``; logistic: ``w − μ x̃ (1 / (1 + e^{−x̃ᵀw}) − y)``. The reported model is the
+    mean of the iterates after iteration ``iters − round(average·iters)``.
+    """
+    agents = len(train)
+    xs = [np.hstack([np.asarray(x, float), np.ones((len(x), 1))]) for x, _ in train]
+    ys = [np.asarray(y, float) for _, y in train]
+    rngs = [np.random.default_rng([config.seed, 2, 0, k]) for k in range(agents)]
+    a = metropolis(adjacency)
+    w = {name: np.zeros((agents, xs[0].shape[1])) for name in ("noncoop", "consensus")}
+    total = {name: np.zeros_like(value) for name, value in w.items()}
+    tail = config.iters - max(1, round(config.average * config.iters))
+
+    def sgd(model, x, y):
+        z = x @ model
+        error = y - z if loss == "squared" else y - 1.0 / (1.0 + np.exp(-z))
+        return model + config.mu * x * error
+
+    for start in range(0, config.iters, CHUNK):
+        n = min(CHUNK, config.iters - start)
+        rows = [rng.integers(0, len(x), size=n) for rng, x in zip(rngs, xs, strict=True)]
+        for t in range(n):
+            for name in w:
+                psi = [sgd(w[name][k], xs[k][rows[k][t]], ys[k][rows[k][t]]) for k in range(agents)]
+                for k in range(agents):
+                    w[name][k] = psi[k] if name == "noncoop" else sum(a[k, j] * psi[j] for j in range(agents))
+                if start + t + 1 > tail:
+                    total[name] += w[name]
+    return {name: total[name] / (config.iters - tail) for name in w}
