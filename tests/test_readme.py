@@ -45,7 +45,7 @@ SMALL = {
     ],
     "taskrel pipeline --problem chemical --train-groups 10": [
         ("--workers 2 --out report/", "--workers 2 --max-steps 200 --out report/"),
-        ("--repeats 10", "--repeats 2"),
+        ("--train-sizes 5,10 --repeats 10", "--train-sizes 5 --repeats 1"),
     ],
     "from taskrel.decentral import GMRFConfig, simulate": [("iters=6000, runs=40", "iters=600, runs=2")],
     "taskrel gmrf simulate --agents 10": [
