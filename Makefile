@@ -8,8 +8,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-TASKREL_DATA ?= $(abspath ../shared/external_data)
-export TASKREL_DATA
+# Data: $TASKREL_DATA when set; else ../shared/external_data when that folder exists; else taskrel's
+# own default, the user cache ~/.cache/taskrel (missing files are downloaded from their public sources).
+SHARED_DATA := $(abspath ../shared/external_data)
+ifeq ($(origin TASKREL_DATA),undefined)
+ifneq ($(wildcard $(SHARED_DATA)/.),)
+export TASKREL_DATA := $(SHARED_DATA)
+endif
+endif
 
 .PHONY: demo test lint bench clean
 

@@ -1,4 +1,4 @@
-"""Shared test fixtures: real data from $TASKREL_DATA (../shared/external_data by default)."""
+"""Shared test fixtures: real data from $TASKREL_DATA (../shared/external_data when present, else the user cache)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "external_data"
-os.environ.setdefault("TASKREL_DATA", str(DEFAULT_DATA))
+if DEFAULT_DATA.is_dir():  # else taskrel's own default, the user cache (files downloaded on first use)
+    os.environ.setdefault("TASKREL_DATA", str(DEFAULT_DATA))
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    path = Path(os.environ["TASKREL_DATA"])
-    assert path.is_dir(), f"TASKREL_DATA={path} does not exist; tests need the shared external data"
-    return path
+    from taskrel.data import data_root
+
+    return data_root()
 
 
 @pytest.fixture(scope="session")

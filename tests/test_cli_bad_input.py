@@ -20,6 +20,8 @@ def files(tmp: Path) -> None:
     (tmp / "gains_bad.csv").write_text(GAINS.replace("0.2,0.2", "0.2,abc"))
     (tmp / "groups.txt").write_text("83|99\n")
     (tmp / "empty.csv").write_text("")
+    (tmp / "short_row.csv").write_text("source,a,b\na,0,1\nb,1\n")
+    (tmp / "nan_matrix.csv").write_text("source,a,b\na,0,nan\nb,1,0\n")
 
 
 CASES = [
@@ -62,6 +64,9 @@ CASES = [
     (["pipeline", "--problem", "landmine", "--budget", "3", "--out", "{tmp}/rep"], "--budget needs enumerated"),
     (["evaluate-predictors", "--gains", "{tmp}/gains_bad.csv", "--affinity", "{tmp}/empty.csv"], "empty.csv"),
     (["select", "--table", "{tmp}/empty.csv", "--max-groups", "2"], "empty.csv"),
+    (["select", "--pairwise", "{tmp}/short_row.csv"], "short_row.csv: row 3 has 2 cells, expected 3"),
+    (["select", "--pairwise", "{tmp}/nan_matrix.csv"], "nan_matrix.csv: row 2, column 3 (source 'a', target 'b')"),
+    (["select", "--pairwise", "{tmp}/empty.csv"], "empty.csv: empty file; expected a header 'source,<task>"),
 ]
 
 

@@ -34,5 +34,5 @@ def test_masks_round_trip_for_every_group():
 def test_all_groups_by_size():
     for size in range(1, 5):
         assert len(list(all_groups(TASKS, [size]))) == math.comb(4, size)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"group size 5 out of range 1\.\.4"):
         list(all_groups(TASKS, [5]))

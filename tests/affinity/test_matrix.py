@@ -4,6 +4,8 @@ import pytest
 from taskrel.affinity import AffinityMatrix
 from taskrel.errors import DataError, NonFiniteError, ShapeError
 
+from ..images import assert_drawn
+
 TASKS = ("x", "y", "z")
 VALUES = np.arange(9.0).reshape(3, 3)
 
@@ -32,16 +34,19 @@ def test_bad_matrices_are_refused(tmp_path):
     with pytest.raises(NonFiniteError, match="'y' → 'x'"):
         AffinityMatrix(np.where(VALUES == 3, np.nan, VALUES), TASKS)
     (tmp_path / "skew.csv").write_text("source,x,y\nx,1,2\nz,3,4\n")
-    with pytest.raises(DataError, match="first column"):
+    with pytest.raises(DataError, match="row 3, column 1: source 'z' is not in the header"):
         AffinityMatrix.read_csv(tmp_path / "skew.csv")
     (tmp_path / "text.csv").write_text("source,x,y\nx,1,high\ny,3,4\n")
     with pytest.raises(DataError, match="not a number"):
         AffinityMatrix.read_csv(tmp_path / "text.csv")
     (tmp_path / "inf.csv").write_text("source,x,y\nx,1,inf\ny,3,4\n")
-    with pytest.raises(NonFiniteError, match=r"source x\): y entry"):
+    with pytest.raises(NonFiniteError, match=r"row 2, column 3 \(source 'x', target 'y'\): 'inf' is not finite"):
         AffinityMatrix.read_csv(tmp_path / "inf.csv")
 
 
-def test_heat_map_is_written(tmp_path):
-    AffinityMatrix(VALUES - 4, TASKS, "tag").plot(tmp_path / "a.png")
-    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_heat_map_is_written_with_both_signs_coloured(tmp_path):
+    AffinityMatrix(VALUES - 4, TASKS, "tag").plot(tmp_path / "a.png")  # off-diagonal entries −3 … 3
+    image = assert_drawn(tmp_path / "a.png", min_painted=0.2)
+    reds = (image[..., 0] > 0.6) & (image[..., 2] < 0.4)
+    blues = (image[..., 2] > 0.6) & (image[..., 0] < 0.4)
+    assert reds.sum() > 1000 and blues.sum() > 1000  # RdBu_r: positive red, negative blue

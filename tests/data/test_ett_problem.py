@@ -45,5 +45,5 @@ def test_same_seed_same_numbers_and_unknown_options_refused(problem):
     first = problem.train(["LULL"], 3)
     again = problem.train(["LULL"], 3)
     assert first.val_loss == again.val_loss
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"unknown training option\(s\): \['no_such_option'\]"):
         load_problem("ett", no_such_option=1)

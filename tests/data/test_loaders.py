@@ -68,7 +68,7 @@ def test_unknown_dataset_and_task():
     ds = load_landmine()
     with pytest.raises(UnknownTaskError, match="'99'"):
         ds.task("99")
-    with pytest.raises(UnknownTaskError):
+    with pytest.raises(UnknownTaskError, match="unknown task\\(s\\) '99' in dataset 'landmine'"):
         ds.subset(["0", "99"])
 
 

@@ -18,7 +18,7 @@ def test_gradient_matches_finite_differences(loss):
 
     numeric = np.array([(j(w + 1e-6 * e) - j(w - 1e-6 * e)) / 2e-6 for e in np.eye(4)])
     assert np.allclose(alg.gradient(loss, w, u, d), numeric, atol=1e-7)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="unknown loss 'hinge'"):
         alg.gradient("hinge", w, u, d)
 
 
@@ -75,7 +75,9 @@ def test_schedule():
     two_phase = alg.Schedule(iters=100, switch=40, mu=0.01, mu_coop=0.01)
     assert [i for i in range(1, 101) if two_phase.estimate_before(i)] == [41]
     for bad in ({"switch": 0}, {"switch": 100}, {"mu": 0.0}, {"mu_coop": -1.0}, {"update_every": 0}):
-        with pytest.raises(ConfigError):
+        message = {"switch": "switch must be in", "mu": "step size μ must", "mu_coop": "step size μ' must",
+                   "update_every": "update_every must"}[next(iter(bad))]  # fmt: skip
+        with pytest.raises(ConfigError, match=f"{message}.*got {next(iter(bad.values()))}"):
             alg.Schedule(**{"iters": 100, "switch": 40, "mu": 0.01, "mu_coop": 0.01, **bad})
 
 

@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 
 from taskrel.decentral import GMRFConfig, simulate
+from taskrel.decentral.algorithms import ALGORITHMS
 from taskrel.decentral.distributed import EXIT_ERROR, LocalRun, launch
+from taskrel.decentral.problem import build_world
 from taskrel.errors import ConfigError, DistributedError
+
+from .reference import baselines
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +33,10 @@ def test_processes_reproduce_the_simulator(tmp_path):
     assert np.abs(dist.learned_laplacian - sim.learned_laplacian).max() < 1e-10
     assert dist.summary()["laplacian_error"] == pytest.approx(sim.summary()["laplacian_error"], rel=1e-10)
     assert sorted(p.name for p in tmp_path.glob("agent_*.npz")) == [f"agent_{k}.npz" for k in range(3)]
+    world = build_world(config, 0)  # and both equal plain loops written from the equations alone
+    for name, (models, msd) in baselines(config, world.adjacency, world.laplacian, world.models[None]).items():
+        assert np.abs(dist.final_models[ALGORITHMS.index(name)] - models).max() < 1e-10
+        assert np.abs(dist.msd[:, ALGORITHMS.index(name)] - msd).max() < 1e-10 * msd.max()
 
 
 def test_an_agents_own_error_is_reported_as_such(tmp_path):

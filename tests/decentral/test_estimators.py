@@ -131,7 +131,7 @@ def test_non_finite_inputs_are_rejected(truth):
     a, _ = truth
     w = np.ones((8, 10))
     w[3, 4] = np.inf
-    with pytest.raises(NonFiniteError):
+    with pytest.raises(NonFiniteError, match=r"models\[3, 4\] is inf"):
         est.neighbourhood_estimate(w, a)
-    with pytest.raises(NonFiniteError):
+    with pytest.raises(NonFiniteError, match=r"cov\[0, 0\] is nan"):
         est.laplacian_ml(np.full((3, 3), np.nan))

@@ -67,9 +67,9 @@ def test_bad_arguments():
         graphs.require_connected(disconnected)
     bad = np.ones((3, 3)) - np.eye(3)
     bad[0, 1] = np.nan
-    with pytest.raises(NonFiniteError):
+    with pytest.raises(NonFiniteError, match=r"adjacency\[0, 1\] is nan"):
         graphs.laplacian(bad)
-    with pytest.raises(ShapeError):
+    with pytest.raises(ShapeError, match=r"square \(K, K\) matrix, got shape \(2, 3\)"):
         graphs.laplacian(np.ones((2, 3)))
     with pytest.raises(ConfigError, match="negative"):
         graphs.laplacian(-(np.ones((3, 3)) - np.eye(3)))

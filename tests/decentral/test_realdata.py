@@ -5,6 +5,8 @@ from taskrel.decentral.graphs import random_graph
 from taskrel.decentral.realdata import RealConfig, learn_graph, predict, run_real
 from taskrel.errors import ConfigError
 
+from .reference import real_baselines
+
 
 def _two_clusters(n=60, k=8, d=3, seed=0):
     """Tasks 0..k/2-1 share one model and the rest another (plus small task-specific parts)."""
@@ -46,10 +48,24 @@ def test_real_data_arguments():
     train, _ = _two_clusters(k=4)
     with pytest.raises(ConfigError, match="disconnected"):
         run_real(train, np.zeros((4, 4)), "squared", RealConfig())
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="estimator must be 'global' or 'neighbourhood', got 'magic'"):
         RealConfig(estimator="magic")
     with pytest.raises(ConfigError, match="unstable"):
         run_real(train, 1.0 - np.eye(4), "squared", RealConfig(mu=0.5, eta=10.0, iters=100))
     models = np.random.default_rng(0).standard_normal((4, 5))
     lap = learn_graph(models, 1.0 - np.eye(4), RealConfig(estimator="neighbourhood", shrinkage=0.1))
     assert np.allclose(lap @ np.ones(4), 0)
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_real_data_baselines_equal_a_from_scratch_reference(loss):
+    """SGD and Metropolis ATC on the agents' own rows, written as plain loops (tests/decentral/reference.py)."""
+    train, _ = _two_clusters(k=5)
+    if loss == "logistic":
+        train = [(x, (y > 0).astype(float)) for x, y in train]
+    graph = random_graph(5, seed=2)
+    config = RealConfig(mu=0.02, eta=1.0, iters=600, seed=4)
+    result = run_real(train, graph, loss, config)
+    reference = real_baselines(train, graph, loss, config)
+    for name, models in reference.items():
+        assert np.abs(result.models[name] - models).max() < 1e-10

@@ -4,7 +4,10 @@ import pytest
 from taskrel.decentral import GMRFConfig, simulate
 from taskrel.decentral import algorithms as alg
 from taskrel.decentral.algorithms import ALGORITHMS
+from taskrel.decentral.problem import build_world, graph_of
 from taskrel.errors import ConfigError
+
+from .reference import baselines
 
 
 def test_vectorised_and_per_agent_engines_agree():
@@ -114,3 +117,17 @@ def test_skipping_the_global_reference_changes_nothing_else():
     full, bare = simulate(config), simulate(config, reference=False)
     assert np.isnan(bare.laplacian_error_global).all() and np.isfinite(full.laplacian_error_global).all()
     assert np.array_equal(full.msd, bare.msd) and np.array_equal(full.laplacian_error, bare.laplacian_error)
+
+
+def test_both_engines_equal_a_from_scratch_reference_of_the_baselines():
+    """LMS, Metropolis ATC and true-L diffusion written as plain loops (tests/decentral/reference.py)."""
+    config = GMRFConfig(agents=5, dim=8, iters=300, runs=2, seed=3, mu=0.02, mu_coop=0.015, eta=0.7)
+    adjacency = graph_of(config)  # the inputs: graph, true Laplacian and each run's true models
+    worlds = [build_world(config, r, adjacency) for r in range(config.runs)]
+    models = np.stack([w.models for w in worlds])
+    reference = baselines(config, adjacency, worlds[0].laplacian, models)
+    for engine in (simulate(config), simulate(config, vectorised=False)):
+        for name, (models, msd) in reference.items():
+            a = ALGORITHMS.index(name)
+            assert np.abs(engine.final_models[a] - models).max() < 1e-10
+            assert np.abs(engine.msd[:, a] - msd).max() < 1e-10 * msd.max()

@@ -175,12 +175,14 @@ def test_one_training_group_uses_the_simplest_model_and_singletons_have_no_sprea
     assert out.gain_std.iloc[0] == 0.0 and out.gain.iloc[0] == 0.0 and (out.gain_std.iloc[1:] > 0).all()
 
 
-def test_bad_hyperparameters_are_reported_in_fit():
+def test_bad_hyperparameters_are_refused_when_built_and_inputs_they_need_in_fit():
     frame = table(lambda g, t: 0.0)
-    for model, message in [(HierarchicalPredictor(terms=("offset", "bias")), "terms"),
-                           (HierarchicalPredictor(terms=("affinity",)), "needs an affinity"),
-                           (DefaultPredictor(candidates=()), "candidates"),
-                           (DefaultPredictor(step=0.3), "step"),
+    for build, message in [(lambda: HierarchicalPredictor(terms=("offset", "bias")), "terms"),
+                           (lambda: DefaultPredictor(candidates=()), "candidates"),
+                           (lambda: DefaultPredictor(step=0.3), "step must be 1/k")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            build()
+    for model, message in [(HierarchicalPredictor(terms=("affinity",)), "needs an affinity"),
                            (DefaultPredictor(candidates=(("affinity",),)), "no affinity")]:  # fmt: skip
         with pytest.raises(ConfigError, match=message):
             model.fit(None, frame)

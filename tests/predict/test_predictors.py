@@ -15,7 +15,9 @@ from taskrel.groups import all_groups, group_name
 from taskrel.predict import (
     PREDICTORS,
     AymanPredictor,
+    DefaultPredictor,
     EtapPredictor,
+    HierarchicalPredictor,
     HoaPredictor,
     KernelSurrogatePredictor,
     MtgNetPredictor,
@@ -292,7 +294,7 @@ def test_a_failed_fit_leaves_the_estimator_unfitted():
         bad = {"EtapPredictor": {"mapping": "cubic"}, "KernelSurrogatePredictor": {"gammas": (-1.0,)},
                "MtgNetPredictor": {"dim": 3}}[type(model).__name__]  # fmt: skip
         model.set_params(**bad)
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
             model.fit(affinity, frame)
         assert not hasattr(model, "tasks_")
         with pytest.raises(ConfigError, match="not fitted"):
@@ -309,3 +311,44 @@ def test_mtgnet_leaves_torch_global_generator_alone():
     torch.manual_seed(123)
     MtgNetPredictor(epochs=2, ensemble=2).fit(affinity, frame)
     assert torch.equal(torch.rand(3), expected)
+
+
+BAD_HYPERPARAMETERS = [
+    (EtapPredictor, {"max_splits": 1}, r"max_splits must be an integer ≥ 2, got 1"),
+    (EtapPredictor, {"max_splits": 2.5}, r"max_splits must be an integer ≥ 2, got 2.5"),
+    (EtapPredictor, {"residual": "yes"}, r"residual must be True or False"),
+    (EtapPredictor, {"mapping": "cubic"}, r"mapping must be one of"),
+    (MtgNetPredictor, {"dim": 15}, r"dim must be an even integer ≥ 2 \(the attention has two heads\), got 15"),
+    (MtgNetPredictor, {"dim": 0}, r"dim must be an integer ≥ 2, got 0"),
+    (MtgNetPredictor, {"epochs": True}, r"epochs must be an integer ≥ 1, got True"),
+    (MtgNetPredictor, {"lr": 0.0}, r"lr must be a finite number > 0, got 0.0"),
+    (MtgNetPredictor, {"weight_decay": float("nan")}, r"weight_decay must be a finite number ≥ 0, got nan"),
+    (MtgNetPredictor, {"ensemble": 0}, r"ensemble must be an integer ≥ 1"),
+    (AymanPredictor, {"hidden": ()}, r"hidden must be a non-empty tuple"),
+    (AymanPredictor, {"hidden": (20, 0)}, r"hidden\[1\] must be an integer ≥ 1, got 0"),
+    (AymanPredictor, {"seed": -1}, r"seed must be an integer in \[0, 4294967295\], got -1"),
+    (AymanPredictor, {"epochs": 0}, r"epochs must be an integer ≥ 1, got 0"),
+    (KernelSurrogatePredictor, {"gammas": ()}, r"gammas must be a non-empty sequence"),
+    (KernelSurrogatePredictor, {"alphas": (1.0, -1.0)}, r"alphas\[1\] must be a finite number > 0, got -1.0"),
+    (HierarchicalPredictor, {"terms": "offset"}, r"terms must be distinct names"),
+    (DefaultPredictor, {"step": 0.0}, r"step must be a finite number in \(0, 1\], got 0.0"),
+]
+
+
+@pytest.mark.parametrize(("cls", "bad", "message"), BAD_HYPERPARAMETERS)
+def test_hyperparameters_out_of_range_are_refused_when_built_and_when_fitted(cls, bad, message):
+    """The constructor names the argument and its range; so does fit after `set_params` (sklearn's route)."""
+    with pytest.raises(ConfigError, match=message):
+        cls(**bad)
+    model = cls().set_params(**bad)  # set_params stores as given, like every sklearn estimator
+    affinity, frame = synthetic()
+    with pytest.raises(ConfigError, match=message):
+        model.fit(affinity, frame)
+    assert not hasattr(model, "tasks_")
+
+
+def test_numpy_integers_are_accepted_as_counts():
+    affinity, frame = synthetic()
+    model = EtapPredictor(max_splits=np.int64(3)).fit(affinity, frame)
+    reference = EtapPredictor(max_splits=3).fit(affinity, frame)
+    assert np.array_equal(model.predict(["t0|t1|t2"]).gain, reference.predict(["t0|t1|t2"]).gain)

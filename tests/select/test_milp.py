@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -152,3 +153,40 @@ def test_bad_inputs_raise_clear_errors():
         Constraints(together=(("a", "b"),), apart=(("b", "a"),))
     with pytest.raises(DataError, match="appears twice"):
         GroupingProblem(TASKS, (CANDIDATES[0], CANDIDATES[0]))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_groups": True}, r"max_groups must be an integer ≥ 1, got True"),
+        ({"n_groups": 2.0}, r"n_groups must be an integer ≥ 1, got 2.0"),
+        ({"max_groups": 0}, r"max_groups must be an integer ≥ 1, got 0"),
+        ({"min_size": np.int64(0)}, r"min_size must be an integer ≥ 1, got 0"),
+        ({"min_size": 3, "max_size": 2}, r"max_size must be an integer ≥ 3, got 2"),
+        ({"budgets": {"cost": "2"}}, r"budget 'cost' must be a finite number ≥ 0, got '2'"),
+        ({"budgets": {"cost": -1.0}}, r"budget 'cost' must be a finite number ≥ 0, got -1.0"),
+        ({"budgets": 2.0}, r"budgets must map a resource name to its budget"),
+        ({"cover": 1}, r"cover must be True or False, got 1"),
+        ({"uncovered_value": math.inf}, r"uncovered_value must be a finite number, got inf"),
+    ],
+)
+def test_constraint_arguments_are_checked_by_name(options, message):
+    with pytest.raises(ConfigError, match=message):
+        Constraints(**options)
+
+
+def test_numpy_counts_are_accepted_and_solve_as_python_integers():
+    numpy_built = Constraints(max_groups=np.int64(2), min_size=np.int32(1), partition=np.bool_(False))
+    assert numpy_built == Constraints(max_groups=2) and type(numpy_built.max_groups) is int
+    selection = GroupingProblem(TASKS, CANDIDATES, constraints=numpy_built).solve()
+    assert set(selection.selected) == {"ab", "bc"}  # as with max_groups=2 (test above)
+
+
+def test_evaluating_a_choice_that_leaves_a_task_unserved():
+    problem = GroupingProblem(TASKS, CANDIDATES)
+    with pytest.raises(InfeasibleError, match=r"serve no task 'c'; with cover=True") as info:
+        problem.evaluate(["ab"])
+    assert info.value.constraint == "cover"
+    relaxed = problem.with_constraints(cover=False, uncovered_value=-0.5).evaluate(["ab"])
+    assert relaxed.serving["c"] is None and relaxed.values["c"] == -0.5
+    assert relaxed.objective == pytest.approx(0.2 + 0.1 - 0.5)  # values of a, b in "ab", plus c's uncovered value

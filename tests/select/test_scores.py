@@ -5,8 +5,8 @@ import pytest
 
 from taskrel.data import data_file
 from taskrel.data.published import MTGNET_TASKONOMY_TASKS, mtgnet_pair_matrix, mtgnet_table, tag_matrix
-from taskrel.errors import DataError, NonFiniteError
-from taskrel.select import group_values, read_matrix_csv, write_matrix_csv
+from taskrel.errors import DataError, NonFiniteError, ShapeError, UnknownTaskError
+from taskrel.select import group_score, group_values, read_matrix_csv, write_matrix_csv
 
 # S[source, target]
 S = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
@@ -61,11 +61,28 @@ def test_matrix_csv_round_trip_and_errors(tmp_path):
     tasks, matrix = read_matrix_csv(path)
     assert tasks == list(TASKS) and np.array_equal(matrix, S)
     path.write_text("source,a,b\na,0,1\nc,1,0\n")
-    with pytest.raises(DataError, match="first column"):
+    with pytest.raises(DataError, match="row 3, column 1: source 'c' is not in the header"):
         read_matrix_csv(path)
     path.write_text("source,a,b\na,0,x\nb,1,0\n")
-    with pytest.raises(DataError, match=r"row 2 .*'x' is not a number"):
+    with pytest.raises(DataError, match=r"row 2, column 3 .*'x' is not a number"):
         read_matrix_csv(path)
     path.write_text("source,a,b\na,0,1\nb,inf,0\n")
     with pytest.raises(NonFiniteError, match="row 3"):
         read_matrix_csv(path)
+
+
+@pytest.mark.parametrize(
+    ("matrix", "group", "error", "message"),
+    [
+        (np.where(np.eye(3) > 0, np.nan, S), "ab", NonFiniteError, r"entry \[a, a\] \(source, target\) is nan"),
+        (S[:2, :2], "ab", ShapeError, r"expected a 3×3 matrix S\[source, target\] over 3 tasks, got \(2, 2\)"),
+        (S.ravel(), "ab", ShapeError, r"got \(9,\)"),
+        ([["1", "2", "x"]] * 3, "ab", DataError, "expected a square numeric matrix"),
+        (S, "ad", UnknownTaskError, "unknown task.*'d'"),
+        (S, "", DataError, "empty task group"),
+    ],
+)
+def test_group_values_refuse_matrices_and_groups_they_cannot_score(matrix, group, error, message):
+    for function in (group_values, group_score):
+        with pytest.raises(error, match=message):
+            function(matrix, TASKS, group, "tag")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from taskrel.data import CHEMICAL_TASKS
-from taskrel.errors import ConfigError, DataError, StoreError
+from taskrel.errors import ConfigError, DataError, StoreError, UnknownTaskError
 from taskrel.gains import GainTable
 from taskrel.groups import parse_group
 from taskrel.problem import load_problem
@@ -47,7 +47,7 @@ def test_group_specs(tmp_path):
     (tmp_path / "g.txt").write_text("87|55\n\n55|87\n83\n")
     assert sample_groups(CHEMICAL_TASKS, str(tmp_path / "g.txt")) == [frozenset({"87", "55"}), frozenset({"83"})]
     (tmp_path / "g.csv").write_text("group,note\n87|55,x\n83|99,y\n")
-    with pytest.raises(Exception, match=r"g\.csv line 3"):
+    with pytest.raises(UnknownTaskError, match=r"unknown task\(s\) '99' in .*g\.csv line 3"):
         sample_groups(CHEMICAL_TASKS, str(tmp_path / "g.csv"))
     with pytest.raises(ConfigError, match="unknown group spec"):
         sample_groups(CHEMICAL_TASKS, "triples")

@@ -87,9 +87,12 @@ class AffinityMatrix:
         write_square_csv(path, self.tasks, self.values)
 
     @classmethod
-    def read_csv(cls, path: str | os.PathLike, method: str = "") -> AffinityMatrix:
-        """Read the square CSV layout of `taskrel.matrix_csv` (row = source, column = target)."""
-        tasks, values = read_square_csv(path)
+    def read_csv(cls, path: str | os.PathLike, method: str = "", tasks: Sequence[str] | None = None) -> AffinityMatrix:
+        """Read the square CSV layout of `taskrel.matrix_csv` (row = source, column = target).
+
+        With `tasks` (e.g. a problem's) the file must be over exactly those tasks; the matrix follows their order.
+        """
+        tasks, values = read_square_csv(path, tasks)
         return cls(values, tuple(tasks), method or Path(path).stem)
 
     def plot(self, path: str | os.PathLike, title: str | None = None) -> None:

@@ -36,14 +36,11 @@ def cache_dir() -> Path:
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """The folder datasets are read from (see the module docstring for the order)."""
-    if data_dir is not None:
-        root = Path(data_dir)
-    elif os.environ.get(ENV_VAR):
-        root = Path(os.environ[ENV_VAR])
-    else:
+    if data_dir is None and not os.environ.get(ENV_VAR):
         return cache_dir()
+    root = Path(data_dir if data_dir is not None else os.environ[ENV_VAR])
     if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist (from {'data_dir=' if data_dir else ENV_VAR})")
+        raise DataError(f"data folder {root} (from {_origin(data_dir)}) does not exist")
     return root
 
 
@@ -53,15 +50,23 @@ def data_file(relpath: str, data_dir: str | os.PathLike | None = None) -> Path:
     path = root / relpath
     if path.is_file():
         return path
-    if root != cache_dir():
-        raise DataError(f"missing data file {path}; point {ENV_VAR} or data_dir= at a complete copy")
+    if data_dir is not None or os.environ.get(ENV_VAR):
+        raise DataError(
+            f"missing data file {relpath}: looked for {path} (data folder from {_origin(data_dir)}); "
+            f"point {ENV_VAR} or data_dir= at a complete copy, or leave both unset to download into {cache_dir()}"
+        )
     return _download(relpath, path)
 
 
+def _origin(data_dir: str | os.PathLike | None) -> str:
+    return "data_dir=" if data_dir is not None else f"${ENV_VAR}"
+
+
 def _download(relpath: str, target: Path) -> Path:
+    searched = f"missing data file {relpath}: not in the user cache {target} (${ENV_VAR} is not set)"
     prefix = next((p for p in SOURCES if relpath.startswith(p)), None)
     if prefix is None:
-        raise DataError(f"missing data file {target} and no public source is known for {relpath!r}")
+        raise DataError(f"{searched} and no public source is known for it")
     url = SOURCES[prefix] + relpath[len(prefix) :]
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(target.suffix + ".part")
@@ -70,8 +75,9 @@ def _download(relpath: str, target: Path) -> Path:
             shutil.copyfileobj(response, out)
     except (urllib.error.URLError, OSError) as exc:
         partial.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", None) or exc
         raise DataError(
-            f"could not download {relpath} from {url} ({exc}); set {ENV_VAR} to a folder holding the data"
+            f"{searched}, and downloading {url} failed ({reason}); set {ENV_VAR} to a folder holding the data"
         ) from exc
     partial.replace(target)
     return target

@@ -1,4 +1,9 @@
-"""Pictures of decentralised runs: MSD curves (dB) and learned task graphs (PNG, Agg)."""
+"""Pictures of decentralised runs: MSD curves (dB) and learned task graphs (PNG).
+
+Drawn with matplotlib's object API (`taskrel.report.plots.subplots`), never through pyplot: importing
+or calling this module leaves the user's backend and open figures alone. Each function returns its
+`matplotlib.figure.Figure` after saving it.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,23 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from taskrel.decentral.algorithms import ALGORITHMS
-from taskrel.report.plots import save
+from taskrel.report.plots import save, subplots
 
 LABELS = {"noncoop": "non-cooperative", "consensus": "consensus (ATC)", "learned": "learned L̂", "true": "true L"}
 STYLES = {"noncoop": ("C0", "-"), "consensus": ("C3", "-"), "learned": ("C2", "-"), "true": ("k", "--")}
 
 
-def msd_curves(result, path: str | os.PathLike, *, title: str = "", smooth: int = 50) -> None:
-    """Network MSD (dB, mean over runs) against iteration for every algorithm, switch marked."""
+def msd_curves(result, path: str | os.PathLike, *, title: str = "", smooth: int = 50) -> Figure:
+    """Network MSD (dB, mean over runs) against iteration for every algorithm, switch marked.
+
+    Runs longer than ``4·smooth`` iterations are drawn as a centred moving average over `smooth` iterations.
+    """
     db = result.msd_db()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = subplots(figsize=(6.4, 4.2))
     x = np.arange(1, db.shape[1] + 1)
     kernel = np.ones(smooth) / smooth if db.shape[1] > 4 * smooth else np.ones(1)
     for a, name in enumerate(ALGORITHMS):
@@ -36,12 +41,13 @@ def msd_curves(result, path: str | os.PathLike, *, title: str = "", smooth: int 
     ax.legend(frameon=False)
     ax.grid(alpha=0.3)
     save(fig, path)
+    return fig
 
 
 def graph_picture(
     weights: np.ndarray, path: str | os.PathLike, *, labels: Sequence[str] | None = None, title: str = "",
     top: int | None = None, groups: Sequence[int] | None = None,
-) -> None:
+) -> Figure:
     """Draw a weighted graph on a circle: edge width ∝ weight; only the `top` strongest edges if given.
 
     `groups` (one integer per node) colours the nodes, e.g. by a known task family.
@@ -55,7 +61,7 @@ def graph_picture(
     order = np.argsort(vals)[::-1]
     keep = order[: top if top is not None else (vals > 0).sum()]
     keep = keep[vals[keep] > 0]
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = subplots(figsize=(6, 6))
     vmax = vals[keep].max() if keep.size else 1.0
     for idx in keep:
         i, j = iu[0][idx], iu[1][idx]
@@ -69,6 +75,7 @@ def graph_picture(
     ax.axis("off")
     ax.set_title(title)
     save(fig, path)
+    return fig
 
 
 def save_learned_graph(

@@ -27,6 +27,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from taskrel.arguments import integer, real
 from taskrel.errors import ConfigError, DataError
 from taskrel.groups import Group, group_name
 from taskrel.predict.base import GainPredictor
@@ -45,12 +46,18 @@ class AymanPredictor(GainPredictor):
         self.lr = lr
         self.epochs = epochs
         self.seed = seed
+        self._check_params()
+
+    def _check_params(self) -> None:
+        if not isinstance(self.hidden, tuple | list) or not self.hidden:
+            raise ConfigError(f"hidden must be a non-empty tuple of layer sizes (integers ≥ 1), got {self.hidden!r}")
+        for k, size in enumerate(self.hidden):
+            integer(f"hidden[{k}]", size, 1)
+        real("lr", self.lr, 0.0, open_minimum=True)
+        integer("epochs", self.epochs, 1)
+        integer("seed", self.seed, 0, 2**32 - 1)  # scikit-learn's random_state range
 
     def _fit(self, train: pd.DataFrame, measured: pd.DataFrame) -> None:
-        if not self.hidden or any(int(h) != h or h < 1 for h in self.hidden):
-            raise ConfigError(f"hidden must be a non-empty tuple of positive layer sizes, got {self.hidden!r}")
-        if not (np.isfinite(self.lr) and self.lr > 0) or int(self.epochs) != self.epochs or self.epochs < 1:
-            raise ConfigError(f"lr must be positive and epochs a positive integer, got {self.lr!r}, {self.epochs!r}")
         pairs = measured[measured["members"].map(len) == 2]
         self.pair_total_ = pairs.groupby("group")["gain"].mean().to_dict()
         totals = train.groupby("group", sort=False).agg(members=("members", "first"), gain=("gain", "mean"))
@@ -58,7 +65,7 @@ class AymanPredictor(GainPredictor):
         self.network_ = make_pipeline(
             StandardScaler(),
             MLPRegressor(hidden_layer_sizes=tuple(int(h) for h in self.hidden), activation="logistic",
-                         learning_rate_init=self.lr, max_iter=int(self.epochs), random_state=self.seed),
+                         learning_rate_init=float(self.lr), max_iter=int(self.epochs), random_state=int(self.seed)),
         )  # fmt: skip
         with warnings.catch_warnings():  # a fixed epoch budget, as the original; not reaching tol is expected
             warnings.simplefilter("ignore", ConvergenceWarning)

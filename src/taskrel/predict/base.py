@@ -7,6 +7,8 @@ A predictor follows scikit-learn's conventions: constructor arguments are stored
 ``has_std`` add a ``gain_std`` column with ``predict(groups, return_std=True)``, and those with
 ``can_sample`` give joint posterior draws of the gains with ``sample(groups, draws, seed)``.
 `gains` is a `GainTable` (its seed means are used) or a frame with columns group, task, gain.
+Hyperparameters are checked when the predictor is built and again at `fit` (after `set_params`):
+a value out of range raises `ConfigError` naming the argument and its valid range.
 A `fit` that raises leaves the estimator unfitted.
 """
 
@@ -83,6 +85,7 @@ class GainPredictor(BaseEstimator):
     def fit(self, affinity: AffinityMatrix | None, gains: GainTable | pd.DataFrame) -> GainPredictor:
         self._unfit()
         try:
+            self._check_params()
             if self.needs_affinity and affinity is None:
                 raise ConfigError(f"{type(self).__name__} needs an affinity matrix")
             tasks = list(affinity.tasks) if affinity is not None else _tasks_of(gains)
@@ -153,6 +156,9 @@ class GainPredictor(BaseEstimator):
 
     def _sample(self, rows: pd.DataFrame, rng: np.random.Generator, draws: int) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
+
+    def _check_params(self) -> None:
+        """Raise `ConfigError` for a hyperparameter out of range (subclasses with hyperparameters override it)."""
 
     def _fit(self, train: pd.DataFrame, measured: pd.DataFrame) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

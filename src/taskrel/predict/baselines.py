@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from taskrel.arguments import real
 from taskrel.errors import ConfigError, DataError
 from taskrel.groups import group_name
 from taskrel.predict.base import GainPredictor, group_affinity, membership
@@ -97,13 +98,15 @@ class KernelSurrogatePredictor(SurrogatePredictor):
     def __init__(self, gammas: tuple[float, ...] = KERNEL_GAMMAS, alphas: tuple[float, ...] = KERNEL_ALPHAS) -> None:
         self.gammas = gammas
         self.alphas = alphas
+        self._check_params()
 
-    def _fit(self, train: pd.DataFrame, measured: pd.DataFrame) -> None:
+    def _check_params(self) -> None:
         for name in ("gammas", "alphas"):
-            values = np.asarray(getattr(self, name), float)
-            if values.ndim != 1 or values.size == 0 or not (np.isfinite(values) & (values > 0)).all():
-                raise ConfigError(f"{name} must be a non-empty sequence of positive numbers, got {values!r}")
-        super()._fit(train, measured)
+            values = getattr(self, name)
+            if isinstance(values, str) or np.ndim(values) != 1 or len(values) == 0:
+                raise ConfigError(f"{name} must be a non-empty sequence of numbers > 0, got {values!r}")
+            for k, value in enumerate(values):
+                real(f"{name}[{k}]", value, 0.0, open_minimum=True)
 
     def _fit_task(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict:
         return _kernel_ridge(x, y, groups, self.gammas, self.alphas)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from taskrel.arguments import real
 from taskrel.errors import ConfigError
 from taskrel.predict.base import GainPredictor
 from taskrel.predict.hierarchical import TERMS, HierarchicalPredictor
@@ -39,13 +40,21 @@ class DefaultPredictor(GainPredictor):
     def __init__(self, candidates: Sequence[Sequence[str]] = CANDIDATES, step: float = 0.05) -> None:
         self.candidates = candidates
         self.step = step
+        self._check_params()
+
+    def _check_params(self) -> None:
+        candidates = self.candidates
+        if isinstance(candidates, str) or not isinstance(candidates, Sequence) or not candidates:
+            raise ConfigError(f"candidates must be a non-empty list of term sets from {TERMS}, got {candidates!r}")
+        for terms in candidates:
+            if isinstance(terms, str) or not isinstance(terms, Sequence) or not terms or set(terms) - set(TERMS):
+                raise ConfigError(f"candidates must be non-empty term sets from {TERMS}, got {candidates!r}")
+        step = real("step", self.step, 0.0, 1.0, open_minimum=True)
+        if abs(1 / step - round(1 / step)) > 1e-9:
+            raise ConfigError(f"step must be 1/k for a whole number k ≥ 1, got {self.step!r}")
 
     def _fit(self, train: pd.DataFrame, measured: pd.DataFrame) -> None:
         candidates = [tuple(c) for c in self.candidates]
-        if not candidates or any(not c or set(c) - set(TERMS) for c in candidates):
-            raise ConfigError(f"candidates must be non-empty term sets from {TERMS}, got {self.candidates!r}")
-        if not (np.isfinite(self.step) and 0 < self.step <= 1 and abs(1 / self.step - round(1 / self.step)) < 1e-9):
-            raise ConfigError(f"step must be 1/k for a whole number k ≥ 1, got {self.step!r}")
         usable = [c for c in candidates if self.affinity_ is not None or "affinity" not in c]
         if not usable:
             raise ConfigError("every candidate needs the affinity term, but no affinity matrix was given")

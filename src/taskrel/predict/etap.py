@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from taskrel.arguments import flag, integer
 from taskrel.errors import ConfigError
 from taskrel.predict.base import GainPredictor, group_affinity, membership
 from taskrel.predict.regression import fit_affine, fit_ridge, fit_spline_ridge
@@ -36,18 +37,23 @@ class EtapPredictor(GainPredictor):
         self.mapping = mapping
         self.residual = residual
         self.max_splits = max_splits
+        self._check_params()
 
-    def _fit(self, train: pd.DataFrame, measured: pd.DataFrame) -> None:
+    def _check_params(self) -> None:
         if self.mapping not in MAPPINGS:
             raise ConfigError(f"mapping must be one of {MAPPINGS}, got {self.mapping!r}")
+        flag("residual", self.residual)
+        integer("max_splits", self.max_splits, 2)  # cross-validation needs two folds
+
+    def _fit(self, train: pd.DataFrame, measured: pd.DataFrame) -> None:
         z = group_affinity(self.affinity_, train)
         y = train["gain"].to_numpy(float)
         groups = train["group"].to_numpy()
         candidates = []
         if self.mapping in ("spline", "auto"):
-            candidates.append(fit_spline_ridge(z, y, groups, self.max_splits))
+            candidates.append(fit_spline_ridge(z, y, groups, int(self.max_splits)))
         if self.mapping in ("affine", "auto"):
-            candidates.append(fit_affine(z, y, groups, self.max_splits))
+            candidates.append(fit_affine(z, y, groups, int(self.max_splits)))
         self.stage1_ = min(candidates, key=lambda c: c["cv_error"])
         oof = self.stage1_["oof"]
         fitted = self._stage1(z)

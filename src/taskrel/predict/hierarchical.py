@@ -46,12 +46,16 @@ class HierarchicalPredictor(GainPredictor):
 
     def __init__(self, terms: Sequence[str] = ("offset", "specific")) -> None:
         self.terms = terms
+        self._check_params()
+
+    def _check_params(self) -> None:
+        terms = self.terms
+        valid = isinstance(terms, Sequence) and not isinstance(terms, str) and terms
+        if not valid or any(t not in TERMS for t in terms) or len(set(terms)) != len(terms):
+            raise ConfigError(f"terms must be distinct names among {TERMS}, got {self.terms!r}")
 
     def _fit(self, train: pd.DataFrame, measured: pd.DataFrame) -> None:
         terms = tuple(self.terms)
-        unknown = [t for t in terms if t not in TERMS]
-        if unknown or not terms or len(set(terms)) != len(terms):
-            raise ConfigError(f"terms must be distinct names among {TERMS}, got {self.terms!r}")
         if "affinity" in terms and self.affinity_ is None:
             raise ConfigError("the 'affinity' term needs an affinity matrix")
         self.terms_ = terms

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from taskrel.arguments import integer, real
 from taskrel.errors import ConfigError
 from taskrel.predict.base import GainPredictor
 from taskrel.train.trainer import torch_threads
@@ -46,6 +47,16 @@ class MtgNetPredictor(GainPredictor):
         self.weight_decay = weight_decay
         self.ensemble = ensemble
         self.seed = seed
+        self._check_params()
+
+    def _check_params(self) -> None:
+        if integer("dim", self.dim, 2) % 2:
+            raise ConfigError(f"dim must be an even integer ≥ 2 (the attention has two heads), got {self.dim!r}")
+        integer("epochs", self.epochs, 1)
+        real("lr", self.lr, 0.0, open_minimum=True)
+        real("weight_decay", self.weight_decay, 0.0)
+        integer("ensemble", self.ensemble, 1)
+        integer("seed", self.seed, 0)
 
     def _encode(self, groups: list) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
         index = {t: i for i, t in enumerate(self.tasks_)}
@@ -59,13 +70,6 @@ class MtgNetPredictor(GainPredictor):
         return members, padding, ordered
 
     def _fit(self, train: pd.DataFrame, measured: pd.DataFrame) -> None:
-        for name in ("dim", "epochs", "ensemble"):
-            value = getattr(self, name)
-            if int(value) != value or value < 1 or (name == "dim" and value % 2):
-                raise ConfigError(f"{name} must be a positive integer{' (even: two heads)' * (name == 'dim')}, "
-                                  f"got {value!r}")  # fmt: skip
-        if not (np.isfinite(self.lr) and self.lr > 0 and np.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ConfigError(f"lr must be positive and weight_decay ≥ 0, got {self.lr!r}, {self.weight_decay!r}")
         groups = list(dict.fromkeys(train["group"]))
         first = train.drop_duplicates("group").set_index("group")["members"]
         members, padding, ordered = self._encode([first[g] for g in groups])
@@ -80,9 +84,9 @@ class MtgNetPredictor(GainPredictor):
     def _train(self, members: torch.Tensor, padding: torch.Tensor, target: torch.Tensor) -> None:
         for k in range(self.ensemble):
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed * 1000 + k)
+                torch.manual_seed(int(self.seed) * 1000 + k)
                 net = _SetNet(len(self.tasks_), int(self.dim))
-            optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            optimizer = torch.optim.Adam(net.parameters(), lr=float(self.lr), weight_decay=float(self.weight_decay))
             for _ in range(int(self.epochs)):
                 optimizer.zero_grad()
                 error = (net(members, padding) - target)[~padding]

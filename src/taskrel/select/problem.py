@@ -19,7 +19,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from taskrel.errors import ConfigError, DataError, NonFiniteError
+from taskrel.arguments import flag, integer, real
+from taskrel.errors import ConfigError, DataError, InfeasibleError, NonFiniteError
 from taskrel.groups import Group, check_tasks, group_name
 
 Sense = Literal["max", "min"]
@@ -79,18 +80,20 @@ class Constraints:
 
     def __post_init__(self) -> None:
         for name in ("max_groups", "n_groups"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, integer(name, getattr(self, name), 1))
         if self.max_groups is not None and self.n_groups is not None:
             raise ConfigError("give max_groups (at most k groups) or n_groups (exactly k), not both")
-        for resource, budget in self.budgets.items():
-            if not math.isfinite(budget) or budget < 0:
-                raise ConfigError(f"budget {resource!r} must be finite and ≥ 0, got {budget}")
-        if not isinstance(self.min_size, int) or self.min_size < 1:
-            raise ConfigError(f"min_size must be an integer ≥ 1, got {self.min_size!r}")
-        if self.max_size is not None and (not isinstance(self.max_size, int) or self.max_size < self.min_size):
-            raise ConfigError(f"max_size must be an integer ≥ min_size={self.min_size}, got {self.max_size!r}")
+        if not isinstance(self.budgets, Mapping):
+            raise ConfigError(f"budgets must map a resource name to its budget, got {self.budgets!r}")
+        budgets = {resource: real(f"budget {resource!r}", b, 0.0) for resource, b in self.budgets.items()}
+        object.__setattr__(self, "budgets", budgets)
+        object.__setattr__(self, "min_size", integer("min_size", self.min_size, 1))
+        if self.max_size is not None:
+            object.__setattr__(self, "max_size", integer("max_size", self.max_size, self.min_size))
+        for name in ("partition", "cover"):
+            object.__setattr__(self, name, flag(name, getattr(self, name)))
+        object.__setattr__(self, "uncovered_value", real("uncovered_value", self.uncovered_value))
         for name in ("together", "apart"):
             pairs = tuple(tuple(p) for p in getattr(self, name))
             for pair in pairs:
@@ -100,8 +103,6 @@ class Constraints:
         clash = {frozenset(p) for p in self.together} & {frozenset(p) for p in self.apart}
         if clash:
             raise ConfigError(f"task pair(s) {sorted(map(sorted, clash))} are both in together and apart")
-        if not math.isfinite(self.uncovered_value):
-            raise ConfigError(f"uncovered_value must be finite, got {self.uncovered_value}")
 
     def check_tasks(self, tasks: Sequence[str]) -> None:
         """Raise `UnknownTaskError` when a must-/cannot-link pair names a task not in `tasks`."""
@@ -192,23 +193,29 @@ class GroupingProblem:
     def evaluate(self, selected: Iterable[str]) -> Selection:
         """Score a given set of candidate ids: each task served by its best chosen candidate.
 
-        Checks no constraint; ``status`` is ``"optimal"`` only in the sense that the serving is
-        optimal for this fixed choice. Useful to score a choice made on one table on another.
+        Checks no constraint but cover: with ``cover=True`` a task in no chosen candidate raises
+        `InfeasibleError` (``constraint="cover"``). ``status`` is ``"optimal"`` only in the sense that
+        the serving is optimal for this fixed choice. Useful to score a choice made on one table on another.
         """
         chosen = [self._by_id(i) for i in selected]
+        if self.constraints.cover:
+            served = set().union(*(c.tasks for c in chosen))
+            missing = [t for t in self.tasks if t not in served]
+            if missing:
+                raise InfeasibleError(
+                    f"candidate(s) {[c.id for c in chosen]} serve no task {', '.join(map(repr, missing))}; "
+                    "with cover=True every task needs a chosen candidate (or use cover=False)",
+                    constraint="cover",
+                )
         best = np.argmax if self.sense == "max" else np.argmin
         serving: dict[str, str | None] = {}
         values: dict[str, float] = {}
         for task in self.tasks:
             options = [c for c in chosen if task in c.tasks]
             scores = [c.values[task] for c in options]
-            fallback = not self.constraints.cover
-            if fallback:
+            if not self.constraints.cover:
                 options.append(None)
                 scores.append(self.constraints.uncovered_value)
-            if not options:
-                serving[task], values[task] = None, math.nan
-                continue
             pick = int(best(scores))
             serving[task] = options[pick].id if options[pick] is not None else None
             values[task] = float(scores[pick])

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from taskrel.errors import ConfigError, DataError, NonFiniteError, ShapeError
-from taskrel.groups import all_groups, check_tasks
+from taskrel.groups import all_groups, make_group
 from taskrel.matrix_csv import read_square_csv, write_square_csv
 from taskrel.select.problem import Candidate, candidate_for_group
 
@@ -41,7 +41,10 @@ def check_rule(rule: str) -> None:
 
 def check_matrix(matrix: np.ndarray, tasks: Sequence[str], where: str = "matrix") -> np.ndarray:
     """Return `matrix` as float64 after checking it is square over `tasks` and finite."""
-    matrix = np.asarray(matrix, dtype=np.float64)
+    try:
+        matrix = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: expected a square numeric matrix S[source, target] ({exc})") from None
     n = len(tasks)
     if matrix.shape != (n, n):
         raise ShapeError(f"{where}: expected a {n}×{n} matrix S[source, target] over {n} tasks, got {matrix.shape}")
@@ -66,13 +69,17 @@ def member_values(matrix: np.ndarray, members: Sequence[int], rule: Rule) -> np.
 
 
 def group_values(matrix: np.ndarray, tasks: Sequence[str], group: Iterable[str], rule: Rule) -> dict[str, float]:
-    """Value of each member of `group` under `rule` (see the module docstring)."""
+    """Value of each member of `group` under `rule` (see the module docstring).
+
+    `matrix` must be a finite ``len(tasks) × len(tasks)`` matrix ``S[source, target]``; `group` a
+    non-empty set of names from `tasks` (a string is read as its characters).
+    """
     check_rule(rule)
-    group = list(group)
-    check_tasks(group, tasks, "group")
+    matrix = check_matrix(matrix, list(tasks))
+    group = make_group(group, tasks, "group")
     index = {t: i for i, t in enumerate(tasks)}
-    members = [t for t in tasks if t in set(group)]
-    values = member_values(np.asarray(matrix, dtype=np.float64), [index[t] for t in members], rule)
+    members = [t for t in tasks if t in group]
+    values = member_values(matrix, [index[t] for t in members], rule)
     return dict(zip(members, values.tolist(), strict=True))
 
 
