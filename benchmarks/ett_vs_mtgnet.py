@@ -85,14 +85,14 @@ def compare(table: GainTable, split: str) -> dict:
 def main() -> None:
     table = GainTable.read_csv(RESULTS / "ett_gains.csv", ETT_TASKS)
     results = {split: compare(table, split) for split in ("test", "val")}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     for ax, split in zip(axes, ("test", "val"), strict=True):
         a, b, sizes = results[split].pop("points")
         scatter = ax.scatter(b, a, c=sizes, cmap="viridis", s=14)
         ax.axhline(0, color="grey", lw=0.8)
         ax.axvline(0, color="grey", lw=0.8)
         r = results[split]["by_size"]["all"]["entries"]
-        ax.set_title(f"{split} gains, r = {r.get('pearson', float('nan')):.2f} over {r['n']} (group, channel)")
+        ax.set_title(f"{split} gains: r = {r.get('pearson', float('nan')):.2f}, {r['n']} (group, channel) entries")
         ax.set_xlabel("MTG-Net ETTm1 gain (Autoformer)")
         ax.set_ylabel("our ETTh1 gain (window forecaster)")
     fig.colorbar(scatter, ax=axes, label="group size")
