@@ -58,6 +58,20 @@ def correlation_curves(result: dict, sizes: list[int], path: Path, title: str, y
     curves(sizes, series, path, title=title, xlabel="|G_train| (trained groups)", ylabel=ylabel)
 
 
+def etap_with_other_affinities(table, matrices: dict, primary: str, sizes: list[int], repeats: int,
+                               test_size: float) -> dict:  # fmt: skip
+    """ETAP's scores of `evaluate_predictors` with every affinity matrix of `matrices` but the primary one."""
+    from taskrel.predict import PREDICTORS
+    from taskrel.predict.evaluation import evaluate_predictors
+
+    etap = {"etap": PREDICTORS["etap"]}
+    return {
+        name: evaluate_predictors(table, matrix, etap, sizes, repeats, test_size, progress=False)["methods"]["etap"]
+        for name, matrix in matrices.items()
+        if name != primary
+    }
+
+
 def save_affinity_means(per_method: dict[str, list], prefix: str, dataset: str) -> None:
     """Seed-mean matrix of every collector, time-averaged and validation-weighted: CSV and heat map each."""
     from taskrel.affinity import AffinityMatrix

@@ -27,7 +27,7 @@ from taskrel.predict.evaluation import (
 )
 from taskrel.report.plots import scatter
 
-from common import RESULTS, correlation_curves, write_result
+from common import RESULTS, correlation_curves, etap_with_other_affinities, write_result
 
 AFFINITIES = ("etap_validation", "etap", "etap_momentum_validation", "tag_validation", "tag", "ptg_validation", "ptg")
 PRIMARY = "etap_validation"  # ETAP score, epochs weighted by the targets' validation improvement
@@ -46,11 +46,7 @@ def main() -> None:
     affinity = matrices[PRIMARY]
     pairwise = {m: pairwise_correlation(table, a) for m, a in matrices.items()}
     result = evaluate_predictors(table, affinity, PREDICTORS, sizes, args.repeats, args.test_size, progress=False)
-    by_affinity = {
-        m: evaluate_predictors(table, matrices[m], {"etap": PREDICTORS["etap"]}, sizes, args.repeats,
-                               args.test_size, progress=False)["methods"]["etap"]
-        for m in AFFINITIES if m != PRIMARY
-    }  # fmt: skip
+    by_affinity = etap_with_other_affinities(table, matrices, PRIMARY, sizes, args.repeats, args.test_size)
     selection = selection_benchmark(table, affinity, PREDICTORS, train_size=10, repeats=args.selection_repeats,
                                     test_size=args.test_size, progress=False)  # fmt: skip
     title = f"Chemical: gain prediction on {args.test_size} test groups"
