@@ -53,6 +53,9 @@ def _sections(result) -> list[tuple[str, list]]:
     chosen_rows = []
     for group in result.chosen:
         members = frame[frame["serving_group"] == group]
+        if members.empty:  # trained, but every member is better served elsewhere on validation
+            chosen_rows.append([group, "no task (each is better served by another model on validation)", "—", "—"])
+            continue
         chosen_rows.append([group, ", ".join(members["task"]), _percent(members["predicted_gain"].mean()),
                             _percent(members["realised_gain"].mean())])  # fmt: skip
     summary = [
