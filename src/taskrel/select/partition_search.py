@@ -226,15 +226,18 @@ class PartitionSearch:
                     self.impossible = True  # a together chain joins an apart pair
                 self.apart[unit_of[i], unit_of[k]] = self.apart[unit_of[k], unit_of[i]] = 1.0
 
-    def _start(self, rng: np.random.Generator) -> np.ndarray | None:
-        """A random assignment of the units with feasible group sizes (near-balanced), or None."""
+    def _group_counts(self) -> list[int]:
+        """Numbers of non-empty groups a feasible partition can have, largest first."""
         n = self.n_tasks
         used = [m for m in range(1, self.slots + 1) if self.min_size * m <= n <= self.max_size * m]
         if self.exact:
             used = [m for m in used if m == self.slots]
-        if not used or self.impossible or (self.exact and self.n < self.slots):
-            return None
-        m = min(max(used), self.n)
+        if self.impossible or (self.exact and self.n < self.slots):
+            return []
+        return sorted({min(m, self.n) for m in used}, reverse=True)
+
+    def _start(self, rng: np.random.Generator, m: int) -> np.ndarray | None:
+        """A random assignment of the units to `m` groups with feasible sizes (near-balanced), or None."""
         for attempt in range(50):
             order = rng.permutation(self.n)
             if attempt % 2 == 0:  # heaviest units first, each into a smallest slot: balanced sizes
@@ -271,8 +274,11 @@ class PartitionSearch:
         best: _State | None = None
         done = 0
         strength = max(2, self.n // 12)
-        for _ in range(starts):
-            assign = self._start(rng)
+        # Moves and swaps cannot close a group whose size is at its minimum, so the starts cycle over
+        # every feasible number of groups instead of relying on the search to reach it.
+        counts = self._group_counts()
+        for start in range(starts if counts else 0):
+            assign = self._start(rng, counts[start % len(counts)])
             if assign is None:
                 continue
             state = _State(self, assign)
