@@ -97,7 +97,7 @@ from taskrel.decentral.sources import DatasetSource
 
 Path("agents").mkdir()
 for agent in DatasetSource.open("landmine", ["0", "1", "2", "3"]).load_all():   # one file per agent
-    np.savez(f"agents/field{agent.name}.npz", x=agent.x, y=agent.y, x_test=agent.x_test, y_test=agent.y_test)
+    np.savez(f"agents/{agent.name}.npz", x=agent.x_train, y=agent.y_train, x_test=agent.x_test, y_test=agent.y_test)
 """,
 }
 
