@@ -21,6 +21,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from taskrel.affinity.matrix import AffinityMatrix
+from taskrel.arguments import integer
 from taskrel.errors import ConfigError, DataError, NonFiniteError
 from taskrel.gains import GainTable
 from taskrel.groups import Group, group_name, make_group, ordered, parse_group
@@ -142,13 +143,12 @@ class GainPredictor(BaseEstimator):
             raise ConfigError(f"{type(self).__name__} is not fitted yet: call fit(affinity, gains) first")
         if not self.can_sample:
             raise ConfigError(f"{type(self).__name__} gives no posterior draws")
-        if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 1:
-            raise ConfigError(f"draws must be a whole number ≥ 1, got {draws!r}")
+        draws = integer("draws", draws, 1)
         rows = member_rows(as_groups(groups, self.tasks_), self.tasks_)
-        values = np.zeros((len(rows), int(draws)))
+        values = np.zeros((len(rows), draws))
         multi = (rows["members"].map(len) >= 2).to_numpy()
         if multi.any():
-            values[multi] = self._sample(rows[multi].reset_index(drop=True), np.random.default_rng(seed), int(draws))
+            values[multi] = self._sample(rows[multi].reset_index(drop=True), np.random.default_rng(seed), draws)
         return pd.DataFrame({
             "group": np.repeat(rows["group"].to_numpy(), draws), "task": np.repeat(rows["task"].to_numpy(), draws),
             "draw": np.tile(np.arange(draws), len(rows)), "gain": values.ravel(),
