@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from taskrel.decision import candidate_groups, choose_groups, serve
+from taskrel.errors import UnknownTaskError
 from taskrel.gains import GainTable
 from taskrel.groups import group_name
 
@@ -63,3 +64,8 @@ def test_serving_takes_stl_where_the_chosen_groups_are_worse_on_validation():
     assert all(s.val_loss <= s.stl_val_loss for s in served.values())
     # a task no chosen group contains keeps its STL model
     assert serve(table, ["a|b"])["c"].group == "c"
+
+
+def test_a_task_without_an_stl_loss_is_named():
+    with pytest.raises(UnknownTaskError, match=r"no STL loss for task\(s\) \['e'\]"):
+        choose_groups(random_gains(5), TASKS, {t: 1.0 for t in "abcd"}, max_groups=2)
