@@ -4,8 +4,15 @@ import pytest
 import torch
 from torch import nn
 
-from taskrel.errors import ModelError, NonFiniteError
-from taskrel.gradients import backward_with_task_gradients, gram, task_gradients
+from taskrel.errors import ConfigError, ModelError, NonFiniteError
+from taskrel.gradients import (
+    LinearCapture,
+    backward_with_task_gradients,
+    gram,
+    shared_input_backward,
+    shared_linear_layers,
+    task_gradients,
+)
 from taskrel.models import MultiTaskModel, chemical_model, loss_function, mlp_model
 
 
@@ -71,6 +78,90 @@ def test_backward_with_task_gradients_equals_naive_loop(trunk):
         torch.allclose(g, h, atol=1e-6) for k in range(3) for g, h in zip(result.heads[k], heads[k], strict=True)
     )
     assert all(torch.allclose(p.grad, g, atol=1e-6) for p, g in zip(model.parameters(), summed, strict=True))
+
+
+def shared_input_case(shape, bias=True):
+    """Tasks reading the same rows x of `shape` (…, 6) through a 6→5→4 trunk (LayerNorm without affine
+    parameters in between, the second linear layer called twice); float64 for tight checks."""
+    torch.manual_seed(4)
+
+    class Trunk(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first, self.second = nn.Linear(6, 5, bias=bias), nn.Linear(5, 5, bias=bias)
+            self.norm = nn.LayerNorm(5, elementwise_affine=False)
+
+        def forward(self, x):
+            return torch.relu(self.second(torch.tanh(self.second(self.norm(self.first(x))))))
+
+    model = MultiTaskModel(Trunk(), {t: nn.Linear(5, 2) for t in "abc"}).double()
+    x = torch.randn(*shape, 6, dtype=torch.float64)
+    y = torch.randn(3, *shape, 2, dtype=torch.float64)
+
+    def losses():
+        features = model.trunk(x)
+        return torch.stack([((model.head(t)(features) - y[k]) ** 2).mean() for k, t in enumerate("abc")])
+
+    return model, losses
+
+
+def run_shared_input_backward(model, losses, **kwargs):
+    shared = model.shared_parameters()
+    layers = shared_linear_layers(model, shared)
+    with LinearCapture(layers) as capture:
+        values = losses()
+    heads = [model.task_parameters(t) for t in "abc"]
+    return shared_input_backward(values, capture, shared, heads, ["a", "b", "c"], **kwargs)
+
+
+@pytest.mark.parametrize("shape", [(11,), (3, 7)], ids=["rows", "sequence"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_shared_input_backward_equals_naive_loop(shape, bias):
+    """Per-task gradients, their Gram matrix by both routes, head `.grad` against K backward passes; the
+    summed `.grad` bit for bit the ordinary backward's."""
+    model, losses = shared_input_case(shape, bias)
+    reference = naive(model, lambda: list(losses()))
+    heads = []
+    for k, task in enumerate("abc"):
+        model.zero_grad(set_to_none=True)
+        losses()[k].backward()
+        heads.append([p.grad.clone() for p in model.task_parameters(task)])
+    model.zero_grad(set_to_none=True)
+    losses().sum().backward()
+    summed = [p.grad.clone() for p in model.parameters()]
+    for kwargs in ({}, {"gram_only": True, "route": "gradients"}, {"gram_only": True, "route": "gram"}):
+        model.zero_grad(set_to_none=True)
+        result = run_shared_input_backward(model, losses, **kwargs)
+        if kwargs:
+            assert result.shared is None
+            assert torch.allclose(result.gram, reference @ reference.T, rtol=1e-10, atol=1e-12), kwargs
+        else:
+            assert torch.allclose(result.shared, reference, atol=1e-12)
+        assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), summed, strict=True))
+        for k in range(3):
+            assert all(torch.allclose(g, h, atol=1e-12) for g, h in zip(result.heads[k], heads[k], strict=True))
+
+
+def test_shared_linear_layers_must_hold_every_shared_parameter():
+    model, _ = shared_input_case((5,))
+    assert shared_linear_layers(model, model.shared_parameters()) == [model.trunk.first, model.trunk.second]
+    model.trunk.norm = nn.LayerNorm(5).double()  # affine parameters outside any linear layer
+    assert shared_linear_layers(model, model.shared_parameters()) is None
+
+
+def test_shared_input_backward_refuses_what_it_cannot_do():
+    model, losses = shared_input_case((5,))
+    with pytest.raises(ConfigError, match="gram_only=True"):
+        run_shared_input_backward(model, losses, route="gram")
+    with pytest.raises(ConfigError, match="route must be one of"):
+        run_shared_input_backward(model, losses, gram_only=True, route="fast")
+
+
+def test_shared_input_gram_names_a_task_whose_gradient_norm_overflows():
+    model, losses = shared_input_case((5,))
+    scaled = lambda: losses() * torch.tensor([1.0, 1e200, 1.0], dtype=torch.float64)  # noqa: E731
+    with pytest.raises(NonFiniteError, match="task 'b'"):
+        run_shared_input_backward(model, scaled, gram_only=True, route="gram")
 
 
 def test_gram_is_inner_products_in_float64():

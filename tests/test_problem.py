@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from taskrel import gradients
 from taskrel.affinity import EtapAffinity, PtgTransferGain, TagAffinity
 from taskrel.errors import ConfigError, DataError
 from taskrel.problem import GroupResult, check_result, load_problem, problem_spec, registered_problems
@@ -60,9 +61,13 @@ def test_results_are_checked_against_the_group():
         check_result({"val_loss": {}}, ["a"], "train")
 
 
-def test_user_loop_gets_the_builtin_trainers_etap_matrix():
+@pytest.mark.parametrize("route", ["gram", "gradients"])
+def test_user_loop_gets_the_builtin_trainers_etap_matrix(route, monkeypatch):
     """The same model, data and seed: a plain PyTorch loop following the callback contract and taskrel's
-    single-input trainer give the same ETAP matrices (both aggregations) and the same losses."""
+    single-input trainer give the same ETAP matrices (both aggregations) and the same losses. The
+    trainer takes its Gram matrix from the layers' inputs and output gradients, by either route."""
+    cost, asked = {"gram": 0, "gradients": 1} if route == "gram" else {"gram": 1, "gradients": 0}, []
+    monkeypatch.setattr(gradients, "gram_route_cost", lambda tasks, layers: asked.append(layers) or cost)
     builtin = load_problem(f"{SPEC}:forecast")
     user = load_problem(f"{SPEC}:UserLoopForecast")
     ours, theirs = EtapAffinity(), EtapAffinity()
@@ -74,6 +79,7 @@ def test_user_loop_gets_the_builtin_trainers_etap_matrix():
     for weighting in ("steps", "validation"):
         a, b = ours.matrix(weighting).values, theirs.matrix(weighting).values
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(a).max())
+    assert len(asked) == ours_result.steps  # every step took the route chosen
     # the two aggregations really differ, so the comparison above tests both
     assert not np.allclose(ours.matrix("steps").values, ours.matrix("validation").values, rtol=1e-3)
 

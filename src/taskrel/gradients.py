@@ -9,6 +9,11 @@ all take their gradients from here.
 `backward_with_task_gradients` is the fast path for multi-input models, where task k's loss
 depends only on its own rows: one ordinary backward of the summed loss also yields every task's
 gradients (see its docstring), so measuring them during training costs little extra.
+
+`shared_input_backward` is the path for models whose shared parameters are all linear layers
+(any data, single-input in particular): the ordinary backward, plus one backward batched over
+tasks to the layers' outputs only; per-task gradients, or only their Gram matrix, follow from
+each layer's inputs and output gradients without a backward through the weights per task.
 """
 
 from __future__ import annotations
@@ -132,11 +137,16 @@ def gram(grads: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class TaskGradients:
-    """Per-task losses (K,), shared-parameter gradients (K, P) and each task's head gradients."""
+    """Per-task losses (K,), shared-parameter gradients (K, P) and each task's head gradients.
+
+    `shared` is None when only their Gram matrix `gram` (K, K, float64) was computed; `gram` is None
+    when it was not (`StepContext.task_gram` then forms it from `shared`).
+    """
 
     losses: torch.Tensor
-    shared: torch.Tensor
+    shared: torch.Tensor | None
     heads: list[list[torch.Tensor]]
+    gram: torch.Tensor | None = None
 
 
 #: Modules a trunk may consist of for the hook path: linear layers and row-wise, parameter-free maps.
@@ -149,6 +159,9 @@ def backward_with_task_gradients(
     inputs: torch.Tensor,
     targets: torch.Tensor,
     loss_fn: Callable[..., torch.Tensor],
+    *,
+    task_parameters: Sequence[Sequence[torch.Tensor]] | None = None,
+    with_gram: bool = False,
 ) -> TaskGradients:
     """Back-propagate the summed loss and also return every task's own gradients.
 
@@ -161,16 +174,20 @@ def backward_with_task_gradients(
       output gives δ; task k's weight gradient is δ_kᵀ a_k over its rows, and their sum is the
       update's gradient (cost ≈ one ordinary backward);
     * any other trunk: one vectorised backward per sub-batch with `torch.func.vmap`.
+
+    `task_parameters` (per task, its head's parameters) saves looking them up; `with_gram` also
+    returns the Gram matrix of the shared gradients (then their finiteness is checked on its diagonal).
     """
+    head_params = [list(model.task_parameters(t)) for t in tasks] if task_parameters is None else task_parameters
     leaves = _linear_plan(model.trunk)
     if leaves is not None and _trainable_linear_only(model.trunk):
-        return _linear_trunk_backward(model, leaves, tasks, inputs, targets, loss_fn)
+        return _linear_trunk_backward(model, leaves, tasks, inputs, targets, loss_fn, head_params, with_gram)
     result = _vmap_task_gradients(model, tasks, inputs, targets, loss_fn)
     set_gradients(list(model.shared_parameters()), result.shared.sum(dim=0))
-    for task, grads in zip(tasks, result.heads, strict=True):
-        for p, g in zip(model.task_parameters(task), grads, strict=True):
+    for params, grads in zip(head_params, result.heads, strict=True):
+        for p, g in zip(params, grads, strict=True):
             p.grad = g.clone()
-    return result
+    return TaskGradients(result.losses, result.shared, result.heads, gram(result.shared) if with_gram else None)
 
 
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -188,11 +205,12 @@ def _linear_plan(trunk: nn.Module) -> list[nn.Module] | None:
     return cached[1]
 
 
-def _linear_trunk_backward(model, leaves, tasks, inputs, targets, loss_fn) -> TaskGradients:
-    """Forward with the trunk weights held constant, back-propagate only to each layer's output, and
-    form the weight gradients per task (δ_kᵀ a_k) and their sum ourselves: no work is done twice."""
-    k, b = inputs.shape[:2]
-    h = inputs.reshape(k * b, *inputs.shape[2:])
+def _detached_linear_forward(leaves, h):
+    """The trunk's forward with its weights held constant: (features, each linear layer's input, its output).
+
+    Back-propagating from the features then reaches each layer's output and stops there; the
+    weight gradients are formed by the caller from those outputs' gradients δ and the inputs a.
+    """
     linear_inputs, linear_outputs = [], []
     for module in leaves:
         if isinstance(module, nn.Linear):
@@ -204,8 +222,15 @@ def _linear_trunk_backward(model, leaves, tasks, inputs, targets, loss_fn) -> Ta
             linear_outputs.append(h)
         else:
             h = module(h)
+    return h, linear_inputs, linear_outputs
+
+
+def _linear_trunk_backward(model, leaves, tasks, inputs, targets, loss_fn, head_params, with_gram) -> TaskGradients:
+    """Forward with the trunk weights held constant, back-propagate only to each layer's output, and
+    form the weight gradients per task (δ_kᵀ a_k) and their sum ourselves: no work is done twice."""
+    k, b = inputs.shape[:2]
+    h, linear_inputs, linear_outputs = _detached_linear_forward(leaves, inputs.reshape(k * b, *inputs.shape[2:]))
     features = h.reshape(k, b, -1)
-    head_params = [model.task_parameters(t) for t in tasks]
     outputs = model.heads_forward(features, tasks)
     losses = loss_fn(outputs, targets, reduction="none").mean(dim=1)
     check_finite_losses(losses, tasks)
@@ -223,15 +248,165 @@ def _linear_trunk_backward(model, leaves, tasks, inputs, targets, loss_fn) -> Ta
             pieces.append(bias)
             module.bias.grad = bias.sum(dim=0)
     shared = torch.cat(pieces, dim=1)
-    check_finite_rows(shared, tasks)
+    if with_gram:
+        gram_matrix = _checked_gram(gram(shared), tasks)
+    else:
+        gram_matrix = None
+        check_finite_rows(shared, tasks)
+    heads = _assign_head_gradients(head_params, head_grads)
+    return TaskGradients(losses.detach(), shared, heads, gram_matrix)
+
+
+def _checked_gram(matrix: torch.Tensor, tasks: Sequence[str]) -> torch.Tensor:
+    """A Gram matrix of task gradients, checked on its diagonal: a non-finite entry of gradient k, or
+    one in its Gram route, makes the diagonal entry k non-finite."""
+    diagonal = torch.isfinite(matrix.diagonal())
+    if not diagonal.all():
+        k = int((~diagonal).nonzero()[0, 0])
+        raise NonFiniteError(f"gradient of task {_task_label(tasks, k)} has non-finite entries or its norm overflows")
+    return matrix
+
+
+def _assign_head_gradients(head_params, head_grads) -> list[list[torch.Tensor]]:
+    """Write each head's gradients (flat over every task's head parameters, in order) into its `.grad`."""
     heads, position = [], 0
     for params in head_params:
         chunk = head_grads[position : position + len(params)]
         position += len(params)
-        for p, g in zip(params, chunk, strict=True):
-            p.grad = g if g is not None else torch.zeros_like(p)
-        heads.append([p.grad for p in params])
-    return TaskGradients(losses.detach(), shared, heads)
+        own = [torch.zeros_like(p) if g is None else g for g, p in zip(chunk, params, strict=True)]
+        for p, g in zip(params, own, strict=True):
+            p.grad = g
+        heads.append(own)
+    return heads
+
+
+GRAM_ROUTES = ("auto", "gram", "gradients")
+
+
+def shared_linear_layers(model: nn.Module, shared: Sequence[torch.Tensor]) -> list[nn.Linear] | None:
+    """The `nn.Linear` modules of `model` that hold exactly the `shared` parameters, or None if they do not.
+
+    When every shared parameter is the weight or bias of a linear layer, per-task gradients (and their
+    Gram matrix) follow from each layer's input rows and the gradients at its output
+    (`shared_input_backward`), whatever else the model computes in between.
+    """
+    wanted = {id(p) for p in shared}
+    layers = [
+        m for m in model.modules()
+        if isinstance(m, nn.Linear) and any(id(p) in wanted for p in m.parameters(recurse=False))
+    ]  # fmt: skip
+    held = [p for m in layers for p in m.parameters(recurse=False) if p.requires_grad]
+    if not layers or len(held) != len(wanted) or {id(p) for p in held} != wanted:
+        return None
+    return layers
+
+
+class LinearCapture:
+    """Within a ``with`` block, record every call of `layers`: its input rows and its output (in the graph)."""
+
+    def __init__(self, layers: Sequence[nn.Linear]) -> None:
+        self.layers = list(layers)
+        self.calls: dict[nn.Linear, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> LinearCapture:
+        self.calls = {m: [] for m in self.layers}
+        for m in self.layers:
+            self._handles.append(m.register_forward_hook(lambda mod, args, out: self.calls[mod].append((args[0], out))))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+def shared_input_backward(
+    losses: torch.Tensor,
+    capture: LinearCapture,
+    shared: Sequence[torch.Tensor],
+    task_parameters: Sequence[Sequence[torch.Tensor]],
+    tasks: Sequence[str],
+    *,
+    gram_only: bool = False,
+    route: str = "auto",
+) -> TaskGradients:
+    """``losses.sum().backward()``, and every task's gradients on the `shared` parameters besides.
+
+    For models whose shared parameters are all linear layers (`shared_linear_layers`), when the
+    losses (K,) were computed inside `capture` and every task may read every row (single-input
+    data). The update's `.grad` is that of the ordinary backward, bit for bit. One more backward,
+    batched over the K tasks, reaches only the layers' outputs: δ_k (rows × out) per task and layer;
+    with the layer's input rows a (rows × in, every call of the layer stacked):
+
+    * ``route="gradients"``: task k's weight gradient δ_kᵀ a (≈ K · rows · in · out multiply-adds
+      per layer, no backward through the weights per task);
+    * ``route="gram"`` (with ``gram_only=True``): only the Gram matrix, without forming any gradient,
+      ⟨δ_iᵀ a, δ_jᵀ a⟩ = ⟨δ_i, (a aᵀ + 1) δ_j⟩, the 1 for the bias (≈ rows² · (in + K · out)); the idea
+      of torchjd's autogram. ``"auto"`` takes the route with fewer multiply-adds (`gram_route_cost`).
+
+    Returns `TaskGradients`: `shared` (K, P) in the order of `shared`; with ``gram_only=True``, `shared`
+    None and `gram` (K, K) float64. Head gradients are read from the ordinary backward's `.grad`.
+    """
+    if route not in GRAM_ROUTES:
+        raise ConfigError(f"route must be one of {GRAM_ROUTES}, got {route!r}")
+    if route == "gram" and not gram_only:
+        raise ConfigError('route="gram" gives only the Gram matrix: pass gram_only=True')
+    check_finite_losses(losses, tasks)
+    k = len(tasks)
+    layers = [m for m in capture.layers if capture.calls[m]]
+    unused = [m for m in capture.layers if not capture.calls[m]]
+    if unused:
+        raise ModelError(f"shared layer {unused[0]} was not called while the losses were computed")
+    outputs = [out for m in layers for _, out in capture.calls[m]]
+    eye = torch.eye(k, dtype=losses.dtype, device=losses.device)
+    deltas = torch.autograd.grad(
+        losses, outputs, grad_outputs=eye, is_grads_batched=True, retain_graph=True, allow_unused=True
+    )
+    losses.sum().backward()
+    heads = [[torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params] for params in task_parameters]
+    rows, position = [], 0  # per layer: input rows a (n, in) and output gradients δ (K, n, out), calls stacked
+    for m in layers:
+        calls = capture.calls[m]
+        grads = deltas[position : position + len(calls)]
+        position += len(calls)
+        a = torch.cat([x.detach().reshape(-1, m.in_features) for x, _ in calls])
+        d = torch.cat(
+            [
+                (out.new_zeros(k, *out.shape) if g is None else g).reshape(k, -1, m.out_features)
+                for (_, out), g in zip(calls, grads, strict=True)
+            ],
+            dim=1,
+        )
+        rows.append((m, a, d, m.weight.requires_grad, m.bias is not None and m.bias.requires_grad))
+    if gram_only and route == "auto":
+        costs = gram_route_cost(k, [(len(a), m.in_features, m.out_features, b) for m, a, _, _, b in rows])
+        route = "gram" if costs["gram"] < costs["gradients"] else "gradients"
+    if route == "gram":
+        matrix = 0
+        for _, a, d, weight, bias in rows:
+            kernel = (a @ a.T if weight else a.new_zeros(len(a), len(a))) + (1 if bias else 0)
+            matrix = matrix + d.reshape(k, -1) @ (kernel @ d).reshape(k, -1).T
+        return TaskGradients(losses.detach(), None, heads, _checked_gram(matrix.to(torch.float64), tasks))
+    pieces = {}
+    for m, a, d, weight, bias in rows:
+        if weight:
+            pieces[id(m.weight)] = torch.einsum("kro,ri->koi", d, a).reshape(k, -1)
+        if bias:
+            pieces[id(m.bias)] = d.sum(dim=1)
+    grads = torch.cat([pieces[id(p)] for p in shared], dim=1)
+    if gram_only:
+        return TaskGradients(losses.detach(), None, heads, _checked_gram(gram(grads), tasks))
+    check_finite_rows(grads, tasks)
+    return TaskGradients(losses.detach(), grads, heads)
+
+
+def gram_route_cost(tasks: int, layers: Sequence[tuple[int, int, int, bool]]) -> dict[str, int]:
+    """Multiply-adds of the two routes of `shared_input_backward` for linear layers (rows, in, out, bias)."""
+    params = sum(i * o + (o if bias else 0) for _, i, o, bias in layers)
+    gradients = sum(tasks * r * i * o for r, i, o, _ in layers) + tasks * tasks * params
+    gram = sum(r * r * (i + tasks * o) + tasks * tasks * r * o for r, i, o, _ in layers)
+    return {"gradients": gradients, "gram": gram}
 
 
 def _trainable_linear_only(trunk: nn.Module) -> bool:

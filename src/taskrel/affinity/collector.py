@@ -74,11 +74,15 @@ class AffinityCollector(Callback):
             raise ConfigError(f"collector started with tasks {self._tasks}, now given {ctx.tasks}")
         value, observed = self.collect(ctx)
         value = value.detach().to(torch.float64)
-        observed = torch.ones_like(value) if observed is None else observed.to(value)
+        if observed is not None:
+            observed = observed.to(value)
+            value = value * observed
         if self._sum is None:
-            self._sum, self._count = value * observed, observed
+            self._sum = value
+            self._count = torch.ones_like(value) if observed is None else observed
         else:
-            self._sum, self._count = self._sum + value * observed, self._count + observed
+            self._sum = self._sum + value
+            self._count = self._count + (1.0 if observed is None else observed)
         self.steps += 1
         self.seconds += time.perf_counter() - started
 

@@ -9,7 +9,9 @@ Without momentum u_i = g_i, so z(i → j) = ⟨g_j, g_i⟩ / L_j. With ``momentu
 optimiser's own direction read from its state (`taskrel.affinity.updates`: SGD's momentum buffer
 with dampening, Nesterov and weight decay, or Adam's moments). This is the paper's eq. 5 divided
 by η, i.e. on TAG's scale: it is the η → 0 limit of TAG's lookahead (1 − L_j(after i)/L_j) / η.
-Costs one set of per-task gradients and a K×K product per step, on the parameters' device.
+Without momentum only the Gram matrix ⟨g_i, g_j⟩ is needed (`ctx.task_gram`), which a trainer may
+compute without forming the per-task gradients (`taskrel.gradients.shared_input_backward`); with
+momentum the per-task gradients themselves. Everything stays on the parameters' device.
 
 The default aggregation is ``weighting="validation"``: on Chemical (benchmarks/chemical_affinity.py
 and predictors_chemical.py, 3 seeds) its pairwise affinity correlates with the measured pair gains
@@ -36,7 +38,6 @@ class EtapAffinity(AffinityCollector):
 
     method = "etap"
     default_weighting = "validation"  # the best-scoring variant on Chemical (module docstring)
-    needs_task_gradients = True
 
     def __init__(
         self, every: int = 1, momentum: bool = False, normalize: bool = True, weighting: str | None = None
@@ -44,11 +45,15 @@ class EtapAffinity(AffinityCollector):
         super().__init__(every, weighting)
         self.momentum = momentum
         self.normalize = normalize
+        self.needs_task_gradients = momentum
+        self.needs_task_gram = not momentum
 
     def collect(self, ctx: StepContext) -> tuple[torch.Tensor, None]:
-        grads = ctx.task_gradients.to(torch.float64)
-        updates = update_directions(ctx.optimizer, ctx.shared_parameters, grads) if self.momentum else grads
-        z = updates @ grads.T  # z[i, j] = <u_i, g_j>
+        if self.momentum:
+            grads = ctx.task_gradients.to(torch.float64)
+            z = update_directions(ctx.optimizer, ctx.shared_parameters, grads) @ grads.T  # z[i, j] = <u_i, g_j>
+        else:
+            z = ctx.task_gram
         if self.normalize:
             z = z / ctx.loss_values[None, :]
         return z, None

@@ -3,8 +3,10 @@
 A `StepContext` describes one optimisation step *before* its update: the per-task losses on the
 current mini-batch, the shared parameters, the optimiser (learning rate and momentum state still
 those of step k) and, for lookahead collectors, `evaluate`. Per-task gradients on the shared
-parameters (`task_gradients`, (K, P)) and on each task's head (`head_gradients`) are computed on
-first access by `taskrel.gradients`, or supplied by a trainer that already has them.
+parameters (`task_gradients`, (K, P)), their Gram matrix (`task_gram`, (K, K)) and each task's head
+gradients (`head_gradients`) are computed on first access by `taskrel.gradients`, or supplied by a
+trainer that already has them (a trainer may supply the Gram matrix without the gradients, from a
+cheaper route: `taskrel.gradients.shared_input_gram`).
 
 `ctx.evaluate(shared, heads, tasks)` returns the per-task losses of the step's batch with some
 parameters replaced by trial tensors (N stacked trial sets at once), without writing the live
@@ -127,33 +129,48 @@ class StepContext:
     def __init__(
         self,
         tasks: Sequence[str],
-        losses: Sequence[torch.Tensor],
+        losses: Sequence[torch.Tensor] | torch.Tensor,
         shared_parameters: Sequence[torch.Tensor],
         optimizer: torch.optim.Optimizer,
         evaluator: TrialEvaluator | None = None,
         *,
         task_parameters: Sequence[Sequence[torch.Tensor]] | None = None,
         task_gradients: torch.Tensor | None = None,
+        task_gram: torch.Tensor | None = None,
         head_gradients: Sequence[Sequence[torch.Tensor]] | None = None,
         step: int = 0,
         epoch: int = 0,
     ) -> None:
         self.tasks = tuple(tasks)
-        self.losses = list(losses)
+        self._stacked = losses.reshape(-1) if torch.is_tensor(losses) else None
+        self._losses = None if torch.is_tensor(losses) else list(losses)
+        count = len(self._stacked) if self._losses is None else len(self._losses)
+        if count != len(self.tasks):
+            raise ConfigError(f"{count} losses given for {len(self.tasks)} tasks {self.tasks}")
+        values = self._stacked.detach() if self._losses is None else torch.stack([x.detach() for x in self._losses])
+        self._loss_values = values.reshape(-1).to(torch.float64)
         self.shared_parameters = list(shared_parameters)
         self.optimizer = optimizer
         self.evaluator = evaluator
-        self.task_parameters = [list(p) for p in task_parameters] if task_parameters is not None else None
+        self.task_parameters = list(task_parameters) if task_parameters is not None else None
         self.step = step
         self.epoch = epoch
         self._task_gradients = task_gradients
+        self._task_gram = task_gram
         self._head_gradients = [list(g) for g in head_gradients] if head_gradients is not None else None
-        engine.check_finite_losses(self.losses, self.tasks)
+        engine.check_finite_losses(self._loss_values, self.tasks)
+
+    @property
+    def losses(self) -> list[torch.Tensor]:
+        """Per-task losses as scalar tensors in the caller's graph."""
+        if self._losses is None:
+            self._losses = list(self._stacked.unbind())
+        return self._losses
 
     @property
     def loss_values(self) -> torch.Tensor:
         """Per-task losses as a detached float64 vector (K,)."""
-        return torch.stack([loss.detach().reshape(()) for loss in self.losses]).to(torch.float64)
+        return self._loss_values
 
     @property
     def task_gradients(self) -> torch.Tensor:
@@ -161,6 +178,13 @@ class StepContext:
         if self._task_gradients is None:
             self._task_gradients = engine.task_gradients(self.losses, self.shared_parameters, names=self.tasks)
         return self._task_gradients
+
+    @property
+    def task_gram(self) -> torch.Tensor:
+        """(K, K) Gram matrix of the per-task gradients on the shared parameters, float64."""
+        if self._task_gram is None:
+            self._task_gram = engine.gram(self.task_gradients)
+        return self._task_gram
 
     @property
     def head_gradients(self) -> list[list[torch.Tensor]]:
@@ -218,10 +242,12 @@ class Callback:
     * ``on_train_end()`` once.
 
     Nothing else is passed. Set `needs_task_gradients = True` when `on_step` reads
-    `ctx.task_gradients` or `ctx.head_gradients`, so a trainer can compute them in its fastest way.
+    `ctx.task_gradients` or `ctx.head_gradients`, and `needs_task_gram = True` when it reads only
+    `ctx.task_gram`, so a trainer can compute them in its fastest way.
     """
 
     needs_task_gradients = False
+    needs_task_gram = False
 
     def on_train_begin(self, logs: dict) -> None:
         pass

@@ -121,6 +121,7 @@ class BaseTrainer:
         self.model = model.to(device)
         self._params = list(self.model.parameters())
         self._shared = _shared_parameters(self.model) if self.callbacks or weighting is not None else []
+        self._heads = [_task_parameters(self.model, t) for t in self.tasks] if self.callbacks else []
         self.optimizer = make_optimizer(config, self.model.parameters())
 
     # -- provided by subclasses -----------------------------------------------------------------
@@ -151,9 +152,10 @@ class BaseTrainer:
             self.model, lambda model, tasks: self._losses(batch, model, tasks), separable=self.separable
         )
         return StepContext(
-            self.tasks, list(losses), self._shared, self.optimizer, evaluator,
-            task_parameters=[_task_parameters(self.model, t) for t in self.tasks],
+            self.tasks, losses, self._shared, self.optimizer, evaluator,
+            task_parameters=self._heads,
             task_gradients=None if gradients is None else gradients.shared,
+            task_gram=None if gradients is None else gradients.gram,
             head_gradients=None if gradients is None else gradients.heads,
             step=step, epoch=epoch,
         )  # fmt: skip
@@ -302,7 +304,9 @@ class Trainer(BaseTrainer):
         self.loss_fn = loss_function(dataset.kind)
         # Collectors that read per-task gradients get them with the update's own backward pass.
         self._fast_gradients = (
-            any(cb.needs_task_gradients for cb in self.callbacks) and weighting is None and len(self.tasks) > 1
+            any(cb.needs_task_gradients or cb.needs_task_gram for cb in self.callbacks)
+            and weighting is None
+            and len(self.tasks) > 1
         )
         self._prepare_data()
 
@@ -347,7 +351,10 @@ class Trainer(BaseTrainer):
     def _fast_backward(self, batch) -> engine.TaskGradients | None:
         if not self._fast_gradients:
             return None  # fills .grad with the summed-loss gradient, as the plain path does
-        return engine.backward_with_task_gradients(self.model, self.tasks, *batch, self.loss_fn)
+        with_gram = not any(cb.needs_task_gradients for cb in self.callbacks)
+        return engine.backward_with_task_gradients(
+            self.model, self.tasks, *batch, self.loss_fn, task_parameters=self._heads, with_gram=with_gram
+        )
 
     def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
         self.model.eval()
@@ -452,6 +459,14 @@ class SharedInputTrainer(BaseTrainer):
                 raise ConfigError(f"task(s) {unlabelled} have no labelled training row")
         self.plan = BatchPlan([len(dataset.train)], self.config.batch_size, np.random.default_rng([self.seed, 1]))
         self._check_outputs()
+        # Collectors that read per-task gradients or their Gram matrix get them from the layers' inputs and
+        # output gradients when every shared parameter is a linear layer's (`engine.shared_input_backward`).
+        fast = any(cb.needs_task_gradients or cb.needs_task_gram for cb in self.callbacks)
+        self._linear_layers = (
+            engine.shared_linear_layers(self.model, self._shared)
+            if fast and weighting is None and len(self.tasks) > 1
+            else None
+        )
 
     def _outputs(self, x: torch.Tensor, model: nn.Module | None = None) -> list[torch.Tensor]:
         model = self.model if model is None else model
@@ -505,6 +520,14 @@ class SharedInputTrainer(BaseTrainer):
             weights = mask.to(rows.dtype)
             losses = (rows * weights).sum(dim=0) / weights.sum(dim=0).clamp(min=1.0)
         return losses if tasks is None else losses[list(tasks)]
+
+    def _fast_backward(self, batch) -> engine.TaskGradients | None:
+        if self._linear_layers is None:
+            return None  # the plain path: `losses.sum().backward()`, gradients on demand from the graph
+        with engine.LinearCapture(self._linear_layers) as capture:
+            losses = self._losses(batch)
+        gram_only = not any(cb.needs_task_gradients for cb in self.callbacks)
+        return engine.shared_input_backward(losses, capture, self._shared, self._heads, self.tasks, gram_only=gram_only)
 
     def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
         x, y, mask = self.data[split]
