@@ -68,75 +68,105 @@ class PtgTransferGain(AffinityCollector):
         chosen = self.sampler(len(pairs))
         if chosen is not None:
             pairs = [pairs[c] for c in chosen]
-        targets = sorted({t for pair in pairs for t in pair})
-        scale = 2.0 if self.reference == "doubled" else 1.0
         g = ctx.task_gradients
-        first, second = ([pair[side] for pair in pairs] for side in (0, 1))
-        trials = _Trials(
-            trial_parameters(opt, shared, split_rows(g[first] + g[second], shared)),
-            trial_parameters(opt, shared, split_rows(scale * g[targets], shared)),
-            {t: self._head_trials(ctx, t, scale) for t in targets},
-            {t: [p.detach() for p in ctx.task_parameters[t]] for t in targets},
-            {t: r for r, t in enumerate(targets)},
-        )
+        scale = 2.0 if self.reference == "doubled" else 1.0
+        plan = _Plan.of(k, pairs, scale, g)
+        steps = plan.selection @ g  # rows: the pairs' summed gradients, then the references'
+        trial = trial_parameters(opt, shared, split_rows(steps, shared))
+        heads = self._head_trials(ctx, plan.target_list, scale)
         gain = g.new_zeros(k, k, dtype=torch.float64)
         observed = torch.eye(k, dtype=torch.bool, device=g.device)
         if ctx.evaluator is not None and ctx.evaluator.separable:
-            for t in targets:  # the trials whose loss on t is needed, evaluated on t's rows only
-                rows = [n for n, pair in enumerate(pairs) if t in pair]
-                losses = ctx.evaluate(**trials.for_target(t, rows), tasks=(t,))[:, 0].to(torch.float64)
-                sources = [i if j == t else j for i, j in (pairs[n] for n in rows)]
-                gain[sources, t] = 1.0 - losses[:-1] / losses[-1]
-                observed[sources, t] = True
-            return gain, observed
-        losses = ctx.evaluate(**trials.all(pairs)).to(torch.float64)  # rows: pairs, then references; columns: tasks
-        m = len(pairs)
-        pair_rows = torch.arange(m, device=g.device)
-        for source, target in ((first, second), (second, first)):
-            reference = [m + trials.position[t] for t in target]
-            gain[source, target] = 1.0 - losses[pair_rows, target] / losses[reference, target]
-            observed[source, target] = True
+            by_target = [p.index_select(0, plan.gather) for p in trial]  # per target: its pairs, then its reference
+            values = []
+            for t, (start, end) in zip(plan.target_list, plan.spans, strict=True):  # on t's rows only
+                losses = ctx.evaluate(
+                    shared=[p[start:end] for p in by_target],
+                    heads={t: [h.index_select(0, plan.head_rows[end - start]) for h in heads[t]]},
+                    tasks=(t,),
+                )[:, 0].to(torch.float64)
+                values.append(1.0 - losses[:-1] / losses[-1])
+            gain[plan.sources, plan.columns] = torch.cat(values)
+        else:
+            losses = ctx.evaluate(shared=trial, heads=self._all_heads(ctx, pairs, plan, heads)).to(torch.float64)
+            m = len(pairs)
+            pair_rows = torch.arange(m, device=g.device)
+            for source, target in ((plan.first, plan.second), (plan.second, plan.first)):
+                reference = m + plan.position[target]
+                gain[source, target] = 1.0 - losses[pair_rows, target] / losses[reference, target]
+        observed[plan.sources, plan.columns] = True
         return gain, observed
 
     @staticmethod
-    def _head_trials(ctx: StepContext, task: int, scale: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Head `task`'s trial values (1, *shape) after its own gradient, and after `scale` times it."""
-        params, grads = ctx.task_parameters[task], ctx.head_gradients[task]
-        one = trial_parameters(ctx.optimizer, params, [x.unsqueeze(0) for x in grads])
-        ref = one if scale == 1 else trial_parameters(ctx.optimizer, params, [scale * x.unsqueeze(0) for x in grads])
-        return one, ref
+    def _head_trials(ctx: StepContext, targets: list[int], scale: float) -> dict[int, list[torch.Tensor]]:
+        """Per target task, its head's trial values (2, *shape): after its own step, after its reference step."""
+        params = [p for t in targets for p in ctx.task_parameters[t]]
+        grads = [torch.stack([x, scale * x]) for t in targets for x in ctx.head_gradients[t]]
+        values, out = iter(trial_parameters(ctx.optimizer, params, grads)), {}
+        for t in targets:
+            out[t] = [next(values) for _ in ctx.task_parameters[t]]
+        return out
+
+    @staticmethod
+    def _all_heads(ctx: StepContext, pairs, plan: _Plan, heads: dict[int, list[torch.Tensor]]) -> dict:
+        """Every target's head for every trial row: after its step in the pairs it belongs to and in its own
+        reference, live elsewhere."""
+        m, count = len(pairs), len(plan.target_list)
+        out = {}
+        for t, values in heads.items():
+            member = torch.tensor([t in pair for pair in pairs] + [False] * count, device=plan.first.device)
+            reference = m + plan.target_list.index(t)
+            out[t] = []
+            for live, h in zip(ctx.task_parameters[t], values, strict=True):
+                rows = torch.where(member.view(-1, *[1] * live.dim()), h[:1], live.detach().unsqueeze(0))
+                rows[reference] = h[1]
+                out[t].append(rows)
+        return out
 
 
 @dataclass(frozen=True)
-class _Trials:
-    """One step's trial parameters: shared after each pair and each reference step, heads after theirs."""
+class _Plan:
+    """Index tensors of one set of pairs: trial rows are the pairs, then one reference per target."""
 
-    pairs: list[torch.Tensor]  # per shared parameter (pairs, *shape)
-    references: list[torch.Tensor]  # per shared parameter (targets, *shape)
-    heads: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]]  # task -> (after one step, after the reference)
-    live: dict[int, list[torch.Tensor]]  # task -> its head's live values
-    position: dict[int, int]  # task -> its row in `references`
+    selection: torch.Tensor  # (pairs + targets, K): each trial step's gradient as a combination of the tasks'
+    first: torch.Tensor  # (m,) first member of each pair
+    second: torch.Tensor  # (m,) second member
+    target_list: list[int]  # the tasks in some pair, ascending
+    position: torch.Tensor  # task -> its reference's index among the targets
+    gather: torch.Tensor  # trial rows target by target: the pairs containing it, then its reference
+    spans: list[tuple[int, int]]  # each target's slice of `gather`
+    head_rows: dict[int, torch.Tensor]  # trials n -> rows of a head's (one step, reference) values: n − 1 × 0, then 1
+    sources: torch.Tensor  # per observed entry (source, target), target by target as in `gather`
+    columns: torch.Tensor
 
-    def for_target(self, task: int, rows: list[int]) -> dict:
-        """`ctx.evaluate` arguments: the pair steps `rows` (all containing `task`), then `task`'s reference."""
-        index = torch.tensor(rows, device=self.pairs[0].device)
-        r = self.position[task]
-        one, ref = self.heads[task]
-        return {
-            "shared": [torch.cat([p[index], q[r : r + 1]]) for p, q in zip(self.pairs, self.references, strict=True)],
-            "heads": {task: [torch.cat([o.expand(len(rows), *o.shape[1:]), h]) for o, h in zip(one, ref, strict=True)]},
-        }
+    @classmethod
+    def of(cls, k: int, pairs: list[tuple[int, int]], scale: float, like: torch.Tensor) -> _Plan:
+        key = (k, tuple(pairs), scale, like.device, like.dtype)
+        if key not in _PLANS:
+            m = len(pairs)
+            targets = sorted({t for pair in pairs for t in pair})
+            selection = torch.zeros(m + len(targets), k, dtype=like.dtype)
+            for n, (i, j) in enumerate(pairs):
+                selection[n, [i, j]] = 1.0
+            selection[m + torch.arange(len(targets)), targets] = scale
+            position = torch.zeros(k, dtype=torch.long)
+            position[targets] = torch.arange(len(targets))
+            gather, spans, sources, columns = [], [], [], []
+            for r, t in enumerate(targets):
+                mine = [n for n, pair in enumerate(pairs) if t in pair]
+                spans.append((len(gather), len(gather) + len(mine) + 1))
+                gather += [*mine, m + r]
+                sources += [i if j == t else j for i, j in (pairs[n] for n in mine)]
+                columns += [t] * len(mine)
+            tensor = lambda values: torch.tensor(values, device=like.device)  # noqa: E731
+            head_rows = {b - a: tensor([0] * (b - a - 1) + [1]) for a, b in spans}
+            _PLANS[key] = cls(
+                selection.to(like.device), tensor([i for i, _ in pairs]), tensor([j for _, j in pairs]), targets,
+                position.to(like.device), tensor(gather), spans, head_rows, tensor(sources), tensor(columns),
+            )  # fmt: skip
+            if len(_PLANS) > 64:  # sampled pairs change every step: keep the cache small
+                _PLANS.pop(next(iter(_PLANS)))
+        return _PLANS[key]
 
-    def all(self, pairs: list[tuple[int, int]]) -> dict:
-        """`ctx.evaluate` arguments: every pair step, then every reference step; heads of non-members live."""
-        heads = {}
-        for t, (one, ref) in self.heads.items():
-            member = torch.tensor([t in pair for pair in pairs], device=self.pairs[0].device)
-            heads[t] = []
-            for live, o, h in zip(self.live[t], one, ref, strict=True):
-                after_pairs = torch.where(member.view(-1, *[1] * (o.dim() - 1)), o, live)
-                refs = live.expand(len(self.position), *o.shape[1:]).clone()
-                refs[self.position[t]] = h[0]
-                heads[t].append(torch.cat([after_pairs, refs]))
-        shared = [torch.cat([p, q]) for p, q in zip(self.pairs, self.references, strict=True)]
-        return {"shared": shared, "heads": heads}
+
+_PLANS: dict[tuple, _Plan] = {}

@@ -22,11 +22,13 @@ from taskrel.errors import ConfigError
 SUPPORTED = (torch.optim.SGD, torch.optim.Adam)
 
 
-def _group_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> dict:
-    for group in optimizer.param_groups:
-        if any(p is param for p in group["params"]):
-            return group
-    raise ConfigError("a parameter given to the lookahead is not managed by the optimizer")
+def _groups_of(optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor]) -> list[dict]:
+    """The optimiser's parameter group of each of `params`."""
+    owner = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+    try:
+        return [owner[id(p)] for p in params]
+    except KeyError:
+        raise ConfigError("a parameter given to the lookahead is not managed by the optimizer") from None
 
 
 def _sgd_direction(group: dict, state: dict, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -72,11 +74,10 @@ def parameter_directions(
     if not isinstance(optimizer, SUPPORTED):
         raise ConfigError(f"lookaheads follow the update rule of SGD, Adam or AdamW; got {type(optimizer).__name__}")
     rule = _sgd_direction if isinstance(optimizer, torch.optim.SGD) else _adam_direction
-    out = []
-    for p, g in zip(params, grads, strict=True):
-        group = _group_of(optimizer, p)
-        out.append(rule(group, optimizer.state.get(p, {}), p.detach(), g))
-    return out
+    return [
+        rule(group, optimizer.state.get(p, {}), p.detach(), g)
+        for p, g, group in zip(params, grads, _groups_of(optimizer, params), strict=True)
+    ]
 
 
 def trial_parameters(
@@ -85,8 +86,8 @@ def trial_parameters(
     """Per parameter, the values (N, *p.shape) one optimiser step would give for gradients (N, *p.shape)."""
     directions = parameter_directions(optimizer, params, grads)
     return [
-        torch.sub(p.detach(), u, alpha=float(_group_of(optimizer, p)["lr"]))
-        for p, u in zip(params, directions, strict=True)
+        torch.sub(p.detach(), u, alpha=float(group["lr"]))
+        for p, u, group in zip(params, directions, _groups_of(optimizer, params), strict=True)
     ]
 
 
