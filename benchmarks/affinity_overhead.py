@@ -280,8 +280,8 @@ def ett(args) -> dict:
 
 
 def plot(payload: dict) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, name in zip(axes, ("chemical", "etth1"), strict=True):
+    fig, grid = plt.subplots(2, 2, figsize=(11, 8))
+    for ax, name in zip(grid[0], ("chemical", "etth1"), strict=True):
         results = payload[name]["results"]
         labels = [label for label in results if label in FULL or label.startswith("floor")]
         ratios = [results[label]["ratio_vs_plain"] for label in labels]
@@ -291,6 +291,20 @@ def plot(payload: dict) -> None:
         ax.set_ylabel("wall time / plain training")
         ax.set_title(f"{name}: {payload[name]['tasks']} tasks, {payload[name]['steps']} steps")
         ax.tick_params(axis="x", rotation=35, labelsize=8)
+    for ax, name in zip(grid[1], ("chemical", "etth1"), strict=True):  # cost against agreement with the full matrix
+        results = payload[name]["results"]
+        for method, colour in (("tag", "#1f77b4"), ("ptg", "#d62728")):
+            labels = [method, *(label for label, (full, _) in MODES.items() if full == method)]
+            cost = [results[label]["ratio_vs_plain"] for label in labels]
+            r = [results[label].get("r_with_full", 1.0) for label in labels]
+            ax.scatter(cost, r, color=colour, label=method.upper())
+            for label, x, y in zip(labels, cost, r, strict=True):
+                ax.annotate(label.removeprefix(method).strip() or "full", (x, y), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")  # fmt: skip
+        ax.set_xlabel("wall time / plain training")
+        ax.set_ylabel("Pearson r with the full matrix (off-diagonal)")
+        ax.set_title(f"{name}: cheaper collection modes")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(RESULTS / "affinity_overhead.png", dpi=130)
 

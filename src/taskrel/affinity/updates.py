@@ -35,13 +35,14 @@ def _sgd_direction(group: dict, state: dict, p: torch.Tensor, g: torch.Tensor) -
     if group["maximize"]:
         g = -g
     if group["weight_decay"]:
-        g = g + group["weight_decay"] * p
+        g = torch.add(g, p, alpha=group["weight_decay"])
     mu = group["momentum"]
     if mu == 0:
         return g
     buffer = state.get("momentum_buffer")
-    buffer = g if buffer is None else mu * buffer + (1 - group["dampening"]) * g
-    return g + mu * buffer if group["nesterov"] else buffer
+    # one pass over the (N, *shape) rows per term, as SGD's own buf.mul_(μ).add_(g, alpha=1 − dampening)
+    buffer = g if buffer is None else torch.add(buffer * mu, g, alpha=1 - group["dampening"])
+    return torch.add(g, buffer, alpha=mu) if group["nesterov"] else buffer
 
 
 def _adam_direction(group: dict, state: dict, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -50,18 +51,23 @@ def _adam_direction(group: dict, state: dict, p: torch.Tensor, g: torch.Tensor) 
     decoupled = group.get("decoupled_weight_decay", False)
     wd = group["weight_decay"]
     if wd and not decoupled:
-        g = g + wd * p
+        g = torch.add(g, p, alpha=wd)
+    dtype = torch.promote_types(p.dtype, g.dtype)
+    g = g.to(dtype)
+
+    def moment(name: str) -> torch.Tensor:  # of the parameter's shape; broadcast over the N rows
+        return state[name].to(dtype) if name in state else p.new_zeros(p.shape, dtype=dtype)
+
     beta1, beta2 = group["betas"]
     step = float(state["step"]) + 1 if "step" in state else 1.0
-    exp_avg = state.get("exp_avg", torch.zeros_like(p))
-    exp_avg_sq = state.get("exp_avg_sq", torch.zeros_like(p))
-    m = exp_avg + (1 - beta1) * (g - exp_avg)
-    v = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    # Adam's own rule on new tensors, each written in place once made: lerp, addcmul, sqrt, divisions
+    m = torch.lerp(moment("exp_avg"), g, 1 - beta1)
+    v = torch.addcmul(moment("exp_avg_sq") * beta2, g, g, value=1 - beta2)
     if group["amsgrad"]:
-        v = torch.maximum(state.get("max_exp_avg_sq", torch.zeros_like(p)), v)
-    denom = v.sqrt() / math.sqrt(1 - beta2**step) + group["eps"]
-    u = m / (1 - beta1**step) / denom
-    return u + wd * p if wd and decoupled else u
+        v = torch.maximum(moment("max_exp_avg_sq"), v)
+    denom = v.sqrt_().div_(math.sqrt(1 - beta2**step)).add_(group["eps"])
+    u = m.div_(denom).div_(1 - beta1**step)
+    return u.add_(p.to(dtype), alpha=wd) if wd and decoupled else u
 
 
 def parameter_directions(
