@@ -11,7 +11,7 @@ rows), per training step and side by side:
 * ``gradients`` / ``gram``: the two routes of `taskrel.gradients.shared_input_backward` (one backward
   batched over tasks to the linear layers' outputs; then the per-task weight gradients, or the Gram
   matrix directly from the layers' inputs without forming them);
-* ``auto``: the route the single-input trainer takes (the one with fewer multiply-adds).
+* ``auto``: the route the single-input trainer takes (`taskrel.gradients.cheaper_route`).
 
 Each variant's G Gᵀ is checked against the generic one (largest relative difference reported). Then
 whole training runs of `SharedInputTrainer` with `EtapAffinity` against the same runs without it.
@@ -113,7 +113,7 @@ def per_step(data, batch: int, repeats: int) -> dict:
     return {
         "ms_per_step": ms,
         "ratio_vs_plain": {name: value / ms["plain"] for name, value in ms.items()},
-        "auto_takes": "gram" if costs["gram"] < costs["gradients"] else "gradients",
+        "auto_takes": engine.cheaper_route(k, shapes),
         "multiply_adds": costs,
         "max_relative_difference_vs_generic": differences,
     }
