@@ -19,9 +19,9 @@ ETAP's aim is a ratio to plain training. Collectors never change training, so ev
 same trajectory and the sampled / every-k modes are compared with the full matrix of the same run
 (Pearson r over the off-diagonal entries). Per collected step, the batched (vmap) and looped trial
 evaluations are timed on one batch. Methods are interleaved within each repeat; medians are reported.
-Run from the repository root:
+Run from the repository root (``--device cuda`` on a GPU; the clocks then wait for the device):
 
-    python benchmarks/affinity_overhead.py --epochs 20 --repeats 5
+    python benchmarks/affinity_overhead.py --epochs 20 --repeats 7
 """
 
 from __future__ import annotations
@@ -107,6 +107,13 @@ def factories() -> dict:
     return {**labels, **{label: make for label, (_, make) in MODES.items()}}
 
 
+def synchronized() -> float:
+    """`time.perf_counter()` once the GPU, if any, has finished its queued work."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 def off_diagonal_r(a: np.ndarray, b: np.ndarray) -> float:
     mask = ~np.eye(len(a), dtype=bool)
     return float(np.corrcoef(a[mask], b[mask])[0, 1])
@@ -135,12 +142,15 @@ def chemical(args) -> dict:
     seconds: dict[str, list[float]] = {label: [] for label in makers}
     matrices: dict[str, np.ndarray] = {}
     steps = 0
-    Trainer(dataset, dataset.task_names, TrainConfig(max_epochs=1), callbacks=[TagAffinity()]).fit()  # warm-up
+    warm = TrainConfig(max_epochs=1)
+    Trainer(dataset, dataset.task_names, warm, callbacks=[TagAffinity()], device=args.device).fit()  # warm-up
     for repeat in range(args.repeats):
         for label, make in makers.items():
             collector = make()
             callbacks = [] if collector is None else [collector]
-            trainer = Trainer(dataset, dataset.task_names, config, seed=args.seed, callbacks=callbacks)
+            trainer = Trainer(
+                dataset, dataset.task_names, config, seed=args.seed, callbacks=callbacks, device=args.device
+            )
             result = trainer.fit()
             seconds[label].append(result.seconds)
             if hasattr(collector, "matrix"):
@@ -159,7 +169,7 @@ def chemical(args) -> dict:
 def step_times(trainer: Trainer) -> dict:
     """Per collected step on one Chemical batch: TAG and PTG with vmap and with the loop, and one forward."""
     rows = next(iter(trainer.plan.epoch()))
-    index = torch.from_numpy(trainer.offsets + np.stack(rows))
+    index = torch.from_numpy(trainer.offsets + np.stack(rows)).to(trainer.device)
     inputs = trainer.train_x.index_select(0, index.reshape(-1)).view(*index.shape, -1)
     targets = trainer.train_y.index_select(0, index.reshape(-1)).view(index.shape)
 
@@ -184,12 +194,12 @@ def per_step(context) -> dict:
     for _ in range(7):
         for mode, ctx in contexts.items():
             for name, make in (("tag", TagAffinity), ("ptg", PtgTransferGain)):
-                started = time.perf_counter()
+                started = synchronized()
                 make().collect(ctx)
-                times.setdefault(f"{name} {mode}", []).append(time.perf_counter() - started)
-        started = time.perf_counter()
+                times.setdefault(f"{name} {mode}", []).append(synchronized() - started)
+        started = synchronized()
         contexts["loop"].evaluate()
-        times.setdefault("one forward", []).append(time.perf_counter() - started)
+        times.setdefault("one forward", []).append(synchronized() - started)
     return {label: 1e3 * statistics.median(values) for label, values in times.items()}
 
 
@@ -224,11 +234,11 @@ def ett_losses(x, y):
 
 def ett_train(x, y, collector, steps: int, batch: int, seed: int) -> float:
     """A user's own loop: losses → collector → backward of the sum → Adam step; returns seconds."""
-    started = time.perf_counter()
-    model = ett_model(x.shape[1], y.shape[2], seed)
+    started = synchronized()
+    model = ett_model(x.shape[1], y.shape[2], seed).to(x.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     shared, heads = model.shared_parameters(), [model.task_parameters(c) for c in CHANNELS]
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
     everything = tuple(range(len(CHANNELS)))
     for step in range(steps):
         rows = order[(step * batch) % (len(x) - batch) :][:batch]
@@ -240,11 +250,11 @@ def ett_train(x, y, collector, steps: int, batch: int, seed: int) -> float:
             collector.on_step(StepContext(CHANNELS, list(losses), shared, optimizer, evaluator, task_parameters=heads))
         losses.sum().backward()
         optimizer.step()
-    return time.perf_counter() - started
+    return synchronized() - started
 
 
 def ett(args) -> dict:
-    x, y = ett_windows()
+    x, y = (t.to(args.device) for t in ett_windows())
     makers = factories()
     seconds: dict[str, list[float]] = {label: [] for label in makers}
     matrices: dict[str, np.ndarray] = {}
@@ -256,9 +266,9 @@ def ett(args) -> dict:
             if hasattr(collector, "matrix"):
                 matrices[label] = collector.matrix("steps").values
             print(f"etth1 repeat {repeat} {label:16s} {seconds[label][-1]:7.3f} s", flush=True)
-    rows = torch.arange(args.batch)
+    rows = torch.arange(args.batch, device=x.device)
     losses_of = ett_losses(x[rows], y[rows])
-    model = ett_model(x.shape[1], y.shape[2], args.seed)
+    model = ett_model(x.shape[1], y.shape[2], args.seed).to(x.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def context(mode):
@@ -279,7 +289,7 @@ def ett(args) -> dict:
     }
 
 
-def plot(payload: dict) -> None:
+def plot(payload: dict, name: str) -> None:
     fig, grid = plt.subplots(2, 2, figsize=(11, 8))
     for ax, name in zip(grid[0], ("chemical", "etth1"), strict=True):
         results = payload[name]["results"]
@@ -306,7 +316,7 @@ def plot(payload: dict) -> None:
         ax.set_title(f"{name}: cheaper collection modes")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "affinity_overhead.png", dpi=130)
+    fig.savefig(RESULTS / f"{name}.png", dpi=130)
 
 
 def main() -> None:
@@ -316,11 +326,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="ETTh1: windows per step")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (timings then wait for the device)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    payload = {"threads": 1, "repeats": args.repeats, "chemical": chemical(args), "etth1": ett(args)}
-    path = write_result("affinity_overhead", payload)
-    plot(payload)
+    payload = {
+        "threads": 1,
+        "device": args.device,
+        "repeats": args.repeats,
+        "chemical": chemical(args),
+        "etth1": ett(args),
+    }
+    name = "affinity_overhead" if args.device == "cpu" else f"affinity_overhead_{args.device}"
+    path = write_result(name, payload)
+    plot(payload, name)
     print(f"wrote {path}")
 
 

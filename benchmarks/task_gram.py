@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 from torch import nn
 
-from affinity_overhead import CHANNELS, ett_windows
+from affinity_overhead import CHANNELS, ett_windows, synchronized
 from taskrel import gradients as engine
 from taskrel.affinity import EtapAffinity
 from taskrel.data.single import SingleInputDataset
@@ -57,15 +56,16 @@ def model(tasks, horizon: int, seed: int) -> MultiTaskModel:
     return MultiTaskModel(trunk, {t: nn.Linear(32, horizon) for t in tasks})
 
 
-def trainer(data, callbacks, batch: int, epochs: int, seed: int = 0) -> SharedInputTrainer:
+def trainer(data, callbacks, batch: int, epochs: int, device: str, seed: int = 0) -> SharedInputTrainer:
     horizon = data.split("train").y.shape[2]
     config = TrainConfig(optimizer="adam", lr=1e-3, batch_size=batch, max_epochs=epochs, patience=epochs + 1)
-    return SharedInputTrainer(data, data.task_names, model(data.task_names, horizon, seed), config, callbacks=callbacks)
+    network = model(data.task_names, horizon, seed)
+    return SharedInputTrainer(data, data.task_names, network, config, callbacks=callbacks, device=device)
 
 
-def per_step(data, batch: int, repeats: int) -> dict:
+def per_step(data, batch: int, repeats: int, device: str) -> dict:
     """Milliseconds per step of each variant (median over `repeats` interleaved steps) and G Gᵀ agreement."""
-    t = trainer(data, [EtapAffinity(weighting="steps")], batch, 1)
+    t = trainer(data, [EtapAffinity(weighting="steps")], batch, 1, device)
     batches = list(t._epoch())
     layers = engine.shared_linear_layers(t.model, t._shared)
     k = len(t.tasks)
@@ -98,9 +98,9 @@ def per_step(data, batch: int, repeats: int) -> dict:
             grams = []
             for p in t._params:
                 p.grad = None
-            started = time.perf_counter()
+            started = synchronized()
             run(b)
-            seconds[name].append(time.perf_counter() - started)
+            seconds[name].append(synchronized() - started)
             if name == "generic":
                 reference = grams[0]
             elif grams:
@@ -119,13 +119,13 @@ def per_step(data, batch: int, repeats: int) -> dict:
     }
 
 
-def training(data, batch: int, epochs: int, repeats: int) -> dict:
+def training(data, batch: int, epochs: int, repeats: int, device: str) -> dict:
     """Whole `SharedInputTrainer` runs with and without `EtapAffinity` (medians over interleaved repeats)."""
     seconds = {"none": [], "etap": []}
     for _ in range(repeats):
         for name in seconds:
             callbacks = [EtapAffinity(weighting="steps")] if name == "etap" else []
-            seconds[name].append(trainer(data, callbacks, batch, epochs).fit().seconds)
+            seconds[name].append(trainer(data, callbacks, batch, epochs, device).fit().seconds)
     median = {name: statistics.median(values) for name, values in seconds.items()}
     return {"seconds": seconds, "median_seconds": median, "etap_ratio_vs_plain": median["etap"] / median["none"]}
 
@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="timed steps per variant")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per training run")
     parser.add_argument("--repeats", type=int, default=5, help="training runs per variant")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = []
@@ -144,13 +145,14 @@ def main() -> None:
         data = dataset(blocks)
         for batch in args.batches:
             entry = {"tasks": len(data.task_names), "rows_per_step": batch}
-            entry.update(per_step(data, batch, args.steps))
-            entry["training"] = training(data, batch, args.epochs, args.repeats)
+            entry.update(per_step(data, batch, args.steps, args.device))
+            entry["training"] = training(data, batch, args.epochs, args.repeats, args.device)
             results.append(entry)
             ratios = {name: round(r, 2) for name, r in entry["ratio_vs_plain"].items()}
             print(f"K={entry['tasks']:2d} rows={batch:3d} {ratios} fit ×{entry['training']['etap_ratio_vs_plain']:.2f}",
                   flush=True)  # fmt: skip
-    print(f"wrote {write_result('task_gram', {'threads': 1, 'results': results})}")
+    name = "task_gram" if args.device == "cpu" else f"task_gram_{args.device}"
+    print(f"wrote {write_result(name, {'threads': 1, 'device': args.device, 'results': results})}")
 
 
 if __name__ == "__main__":
