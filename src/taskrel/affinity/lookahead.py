@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from taskrel.affinity.collector import AffinityCollector
-from taskrel.affinity.updates import split_rows, trial_parameters
+from taskrel.affinity.updates import flat_trial_parameters, split_rows
 from taskrel.errors import ConfigError
 from taskrel.train.callbacks import StepContext
 
@@ -55,9 +55,10 @@ class TagAffinity(AffinityCollector):
         sources = self.sampler(k)
         grads = ctx.task_gradients if sources is None else ctx.task_gradients[sources]
         shared = ctx.shared_parameters
-        trial = trial_parameters(ctx.optimizer, shared, split_rows(grads, shared))
-        stacked = [torch.cat([t, p.detach().unsqueeze(0)]) for t, p in zip(trial, shared, strict=True)]
-        losses = ctx.evaluate(shared=stacked).to(torch.float64)  # rows: the trials, then the live parameters
+        live = torch.cat([p.detach().reshape(1, -1) for p in shared], dim=1)
+        trial = torch.cat([flat_trial_parameters(ctx.optimizer, shared, grads), live])
+        stacked = [p.contiguous() for p in split_rows(trial, shared)]  # rows: the trials, then the live parameters
+        losses = ctx.evaluate(shared=stacked).to(torch.float64)
         rows = (1.0 - losses[:-1] / losses[-1]) / ctx.lr
         if sources is None:
             return rows, None

@@ -31,7 +31,7 @@ import torch
 
 from taskrel.affinity.collector import AffinityCollector
 from taskrel.affinity.lookahead import SubsetSampler
-from taskrel.affinity.updates import split_rows, trial_parameters
+from taskrel.affinity.updates import flat_trial_parameters, split_rows
 from taskrel.errors import ConfigError
 from taskrel.train.callbacks import StepContext
 
@@ -72,23 +72,29 @@ class PtgTransferGain(AffinityCollector):
         scale = 2.0 if self.reference == "doubled" else 1.0
         plan = _Plan.of(k, pairs, scale, g)
         steps = plan.selection @ g  # rows: the pairs' summed gradients, then the references'
-        trial = trial_parameters(opt, shared, split_rows(steps, shared))
-        heads = self._head_trials(ctx, plan.target_list, scale)
+        trial = flat_trial_parameters(opt, shared, steps)
+        head_params, head_trial, own = self._head_trials(ctx, plan.target_list, scale)
         gain = g.new_zeros(k, k, dtype=torch.float64)
         observed = torch.eye(k, dtype=torch.bool, device=g.device)
         if ctx.evaluator is not None and ctx.evaluator.separable:
-            by_target = [p.index_select(0, plan.gather) for p in trial]  # per target: its pairs, then its reference
+            # per target: its pairs, then its reference; one contiguous copy per parameter (vmap runs faster on them)
+            by_target = [p.index_select(0, plan.gather) for p in split_rows(trial, shared)]
+            heads_for = {}  # trials n -> every head's values: after its own step n − 1 times, then after its reference
             values = []
             for t, (start, end) in zip(plan.target_list, plan.spans, strict=True):  # on t's rows only
+                n = end - start
+                if n not in heads_for:
+                    heads_for[n] = split_rows(head_trial.index_select(0, plan.head_rows[n]), head_params)
                 losses = ctx.evaluate(
-                    shared=[p[start:end] for p in by_target],
-                    heads={t: [h.index_select(0, plan.head_rows[end - start]) for h in heads[t]]},
-                    tasks=(t,),
+                    shared=[p[start:end] for p in by_target], heads={t: heads_for[n][own[t]]}, tasks=(t,)
                 )[:, 0].to(torch.float64)
                 values.append(1.0 - losses[:-1] / losses[-1])
             gain[plan.sources, plan.columns] = torch.cat(values)
         else:
-            losses = ctx.evaluate(shared=trial, heads=self._all_heads(ctx, pairs, plan, heads)).to(torch.float64)
+            per_parameter = split_rows(head_trial, head_params)
+            heads = self._all_heads(ctx, pairs, plan, {t: per_parameter[own[t]] for t in plan.target_list})
+            trials = [p.contiguous() for p in split_rows(trial, shared)]
+            losses = ctx.evaluate(shared=trials, heads=heads).to(torch.float64)
             m = len(pairs)
             pair_rows = torch.arange(m, device=g.device)
             for source, target in ((plan.first, plan.second), (plan.second, plan.first)):
@@ -98,14 +104,17 @@ class PtgTransferGain(AffinityCollector):
         return gain, observed
 
     @staticmethod
-    def _head_trials(ctx: StepContext, targets: list[int], scale: float) -> dict[int, list[torch.Tensor]]:
-        """Per target task, its head's trial values (2, *shape): after its own step, after its reference step."""
-        params = [p for t in targets for p in ctx.task_parameters[t]]
-        grads = [torch.stack([x, scale * x]) for t in targets for x in ctx.head_gradients[t]]
-        values, out = iter(trial_parameters(ctx.optimizer, params, grads)), {}
+    def _head_trials(ctx: StepContext, targets: list[int], scale: float) -> tuple[list, torch.Tensor, dict]:
+        """The targets' head parameters, their trial values flattened (2, P_heads): after each head's own
+        step, after its reference step; and each target's slice of the parameter list."""
+        params, own = [], {}
         for t in targets:
-            out[t] = [next(values) for _ in ctx.task_parameters[t]]
-        return out
+            own[t] = slice(len(params), len(params) + len(ctx.task_parameters[t]))
+            params += ctx.task_parameters[t]
+        if not params:  # the tasks have no parameters of their own
+            return params, ctx.loss_values.new_zeros(2, 0), own
+        grads = torch.cat([x.reshape(-1) for t in targets for x in ctx.head_gradients[t]])
+        return params, flat_trial_parameters(ctx.optimizer, params, torch.stack([grads, scale * grads])), own
 
     @staticmethod
     def _all_heads(ctx: StepContext, pairs, plan: _Plan, heads: dict[int, list[torch.Tensor]]) -> dict:

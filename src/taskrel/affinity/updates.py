@@ -70,6 +70,12 @@ def _adam_direction(group: dict, state: dict, p: torch.Tensor, g: torch.Tensor) 
     return u.add_(p.to(dtype), alpha=wd) if wd and decoupled else u
 
 
+def _rule(optimizer: torch.optim.Optimizer):
+    if not isinstance(optimizer, SUPPORTED):
+        raise ConfigError(f"lookaheads follow the update rule of SGD, Adam or AdamW; got {type(optimizer).__name__}")
+    return _sgd_direction if isinstance(optimizer, torch.optim.SGD) else _adam_direction
+
+
 def parameter_directions(
     optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]
 ) -> list[torch.Tensor]:
@@ -77,13 +83,62 @@ def parameter_directions(
 
     Computed in the promoted dtype of the parameter and the gradients (float64 gradients give float64 directions).
     """
-    if not isinstance(optimizer, SUPPORTED):
-        raise ConfigError(f"lookaheads follow the update rule of SGD, Adam or AdamW; got {type(optimizer).__name__}")
-    rule = _sgd_direction if isinstance(optimizer, torch.optim.SGD) else _adam_direction
+    rule = _rule(optimizer)
     return [
         rule(group, optimizer.state.get(p, {}), p.detach(), g)
         for p, g, group in zip(params, grads, _groups_of(optimizer, params), strict=True)
     ]
+
+
+def flat_directions(
+    optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], rows: torch.Tensor
+) -> torch.Tensor:
+    """Directions (N, P) for flat gradient rows (N, P) over `params` in order (as `parameter_directions`).
+
+    When the parameters share one parameter group and the same kinds of optimiser state, the rule runs
+    once on them concatenated (the same arithmetic, element by element, in a few calls instead of a few
+    per parameter); otherwise parameter by parameter.
+    """
+    rule = _rule(optimizer)
+    groups = _groups_of(optimizer, params)
+    state = _concatenated_state([optimizer.state.get(p, {}) for p in params])
+    if state is None or any(group is not groups[0] for group in groups):
+        parts = parameter_directions(optimizer, params, split_rows(rows, params))
+        return torch.cat([u.reshape(len(rows), -1) for u in parts], dim=1)
+    return rule(groups[0], state, torch.cat([p.detach().reshape(-1) for p in params]), rows)
+
+
+def flat_trial_parameters(
+    optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], rows: torch.Tensor
+) -> torch.Tensor:
+    """Trial values (N, P) of `params` flattened in order after one step for each flat gradient row (N, P)."""
+    groups = _groups_of(optimizer, params)
+    if any(group["lr"] != groups[0]["lr"] for group in groups):
+        trial = trial_parameters(optimizer, params, split_rows(rows, params))
+        return torch.cat([t.reshape(len(rows), -1) for t in trial], dim=1)
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    return torch.sub(flat, flat_directions(optimizer, params, rows), alpha=float(groups[0]["lr"]))
+
+
+def _concatenated_state(states: list[dict]) -> dict | None:
+    """The parameters' optimiser states as one, tensors concatenated; None if their kinds or steps differ."""
+    keys = set(states[0])
+    if any(set(state) != keys for state in states):
+        return None
+    merged = {}
+    for key in keys:
+        values = [state[key] for state in states]
+        if key == "step":
+            if len({float(v) for v in values}) != 1:
+                return None
+            merged[key] = values[0]
+        elif all(v is None for v in values):
+            merged[key] = None
+        elif all(torch.is_tensor(v) for v in values):
+            merged[key] = torch.cat([v.reshape(-1) for v in values])
+        else:
+            return None
+    return merged
 
 
 def trial_parameters(
@@ -107,5 +162,4 @@ def update_directions(
     optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], grads: torch.Tensor
 ) -> torch.Tensor:
     """Rows u_k = −Δθ/lr (K, P) that `optimizer` would apply to `params` for flat gradient rows `grads` (K, P)."""
-    directions = parameter_directions(optimizer, params, split_rows(grads, params))
-    return torch.cat([u.reshape(len(grads), -1) for u in directions], dim=1).to(grads.dtype)
+    return flat_directions(optimizer, params, grads).to(grads.dtype)
