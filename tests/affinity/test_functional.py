@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from taskrel.affinity import EtapAffinity, PtgTransferGain, TagAffinity, trial_parameters
-from taskrel.affinity.updates import split_rows
+from taskrel.affinity.updates import flat_trial_parameters, split_rows
 from taskrel.errors import ConfigError, ModelError
 from taskrel.train import TrainConfig, Trainer
 from taskrel.weighting import NashMTL
@@ -37,19 +37,34 @@ def warm_up(problem, optimizer, steps=2):
     optimizer.zero_grad()
 
 
+def groups_of(params, name):
+    """The parameters in two groups (the first one's learning rate halved), or in one for `name` "one"."""
+    params = list(params)
+    return [{"params": params[:1], "lr": 0.025}, {"params": params[1:]}] if name == "two" else params
+
+
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 @pytest.mark.parametrize("steps", [0, 2])
-def test_trial_parameters_equal_what_the_optimizer_does(chemical, name, steps):
+@pytest.mark.parametrize("flat", [False, True], ids=["per-parameter", "flat"])
+@pytest.mark.parametrize("groups", ["one", "two"])
+def test_trial_parameters_equal_what_the_optimizer_does(chemical, name, steps, flat, groups):
+    """Both forms of the trial step against the real optimiser on a copy; two groups and, after warm-up, a
+    parameter without state make the flat form fall back to the per-parameter rule."""
     problem = chemical_problem(chemical)
-    opt = OPTIMIZERS[name](problem.model.parameters())
+    opt = OPTIMIZERS[name](groups_of(problem.model.parameters(), groups))
     warm_up(problem, opt, steps)
     shared = problem.model.shared_parameters()
+    if steps and groups == "two":
+        opt.state.pop(shared[-1], None)  # as for a parameter that has not had a gradient yet
     size = sum(p.numel() for p in shared)
     grads = torch.randn(3, size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    predicted = trial_parameters(opt, shared, split_rows(grads, shared))
+    if flat:
+        predicted = split_rows(flat_trial_parameters(opt, shared, grads), shared)
+    else:
+        predicted = trial_parameters(opt, shared, split_rows(grads, shared))
     for n in range(3):  # the real optimiser on a copy, with only the shared parameters given gradients
         model = copy.deepcopy(problem.model)
-        real = OPTIMIZERS[name](model.parameters())
+        real = OPTIMIZERS[name](groups_of(model.parameters(), groups))
         real.load_state_dict(copy.deepcopy(opt.state_dict()))  # load_state_dict shares the tensors
         for p, g in zip(model.shared_parameters(), split_rows(grads[n : n + 1], shared), strict=True):
             p.grad = g[0].clone()
