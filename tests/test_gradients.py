@@ -142,6 +142,22 @@ def test_shared_input_backward_equals_naive_loop(shape, bias):
             assert all(torch.allclose(g, h, atol=1e-12) for g, h in zip(result.heads[k], heads[k], strict=True))
 
 
+def test_a_shared_layer_the_forward_skips_has_zero_gradients():
+    """A shared linear layer left out of this forward: its gradient rows are 0, by both routes, as autograd says."""
+    model, losses = shared_input_case((5,))
+    model.trunk.spare = nn.Linear(5, 3).double()  # shared, never called by Trunk.forward
+    shared = model.shared_parameters()
+    reference = task_gradients(list(losses()), shared, mode="loop")  # autograd, one backward per task
+    assert reference[:, -sum(p.numel() for p in model.trunk.spare.parameters()) :].abs().max() == 0
+    model.zero_grad(set_to_none=True)
+    result = run_shared_input_backward(model, losses)
+    assert torch.allclose(result.shared, reference, atol=1e-12)
+    model.zero_grad(set_to_none=True)
+    result = run_shared_input_backward(model, losses, gram_only=True, route="gram")
+    assert torch.allclose(result.gram, reference @ reference.T, rtol=1e-10, atol=1e-12)
+    assert model.trunk.spare.weight.grad is None  # as the ordinary backward leaves it
+
+
 def test_shared_linear_layers_must_hold_every_shared_parameter():
     model, _ = shared_input_case((5,))
     assert shared_linear_layers(model, model.shared_parameters()) == [model.trunk.first, model.trunk.second]

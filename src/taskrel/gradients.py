@@ -205,12 +205,11 @@ def _linear_plan(trunk: nn.Module) -> list[nn.Module] | None:
     return cached[1]
 
 
-def _detached_linear_forward(leaves, h):
-    """The trunk's forward with its weights held constant: (features, each linear layer's input, its output).
-
-    Back-propagating from the features then reaches each layer's output and stops there; the
-    weight gradients are formed by the caller from those outputs' gradients δ and the inputs a.
-    """
+def _linear_trunk_backward(model, leaves, tasks, inputs, targets, loss_fn, head_params, with_gram) -> TaskGradients:
+    """Forward with the trunk weights held constant, back-propagate only to each layer's output, and
+    form the weight gradients per task (δ_kᵀ a_k) and their sum ourselves: no work is done twice."""
+    k, b = inputs.shape[:2]
+    h = inputs.reshape(k * b, *inputs.shape[2:])
     linear_inputs, linear_outputs = [], []
     for module in leaves:
         if isinstance(module, nn.Linear):
@@ -222,14 +221,6 @@ def _detached_linear_forward(leaves, h):
             linear_outputs.append(h)
         else:
             h = module(h)
-    return h, linear_inputs, linear_outputs
-
-
-def _linear_trunk_backward(model, leaves, tasks, inputs, targets, loss_fn, head_params, with_gram) -> TaskGradients:
-    """Forward with the trunk weights held constant, back-propagate only to each layer's output, and
-    form the weight gradients per task (δ_kᵀ a_k) and their sum ourselves: no work is done twice."""
-    k, b = inputs.shape[:2]
-    h, linear_inputs, linear_outputs = _detached_linear_forward(leaves, inputs.reshape(k * b, *inputs.shape[2:]))
     features = h.reshape(k, b, -1)
     outputs = model.heads_forward(features, tasks)
     losses = loss_fn(outputs, targets, reduction="none").mean(dim=1)
@@ -358,27 +349,32 @@ def shared_input_backward(
         raise ConfigError('route="gram" gives only the Gram matrix: pass gram_only=True')
     check_finite_losses(losses, tasks)
     k = len(tasks)
-    layers = [m for m in capture.layers if capture.calls[m]]
-    unused = [m for m in capture.layers if not capture.calls[m]]
-    if unused:
-        raise ModelError(f"shared layer {unused[0]} was not called while the losses were computed")
-    outputs = [out for m in layers for _, out in capture.calls[m]]
+    outputs = [out for m in capture.layers for _, out in capture.calls[m]]
     eye = torch.eye(k, dtype=losses.dtype, device=losses.device)
-    deltas = torch.autograd.grad(
-        losses, outputs, grad_outputs=eye, is_grads_batched=True, retain_graph=True, allow_unused=True
+    deltas = (
+        torch.autograd.grad(
+            losses, outputs, grad_outputs=eye, is_grads_batched=True, retain_graph=True, allow_unused=True
+        )
+        if outputs
+        else ()
     )
     losses.sum().backward()
     heads = [[torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params] for params in task_parameters]
     rows, position = [], 0  # per layer: input rows a (n, in) and output gradients δ (K, n, out), calls stacked
-    for m in layers:
+    for m in capture.layers:  # a layer not called has no rows: its gradients are 0
         calls = capture.calls[m]
         grads = deltas[position : position + len(calls)]
         position += len(calls)
-        a = torch.cat([x.detach().reshape(-1, m.in_features) for x, _ in calls])
+        a = torch.cat(
+            [m.weight.new_zeros(0, m.in_features), *(x.detach().reshape(-1, m.in_features) for x, _ in calls)]
+        )
         d = torch.cat(
             [
-                (out.new_zeros(k, *out.shape) if g is None else g).reshape(k, -1, m.out_features)
-                for (_, out), g in zip(calls, grads, strict=True)
+                m.weight.new_zeros(k, 0, m.out_features),
+                *(
+                    (out.new_zeros(k, *out.shape) if g is None else g).reshape(k, -1, m.out_features)
+                    for (_, out), g in zip(calls, grads, strict=True)
+                ),
             ],
             dim=1,
         )

@@ -6,7 +6,7 @@ those of step k) and, for lookahead collectors, `evaluate`. Per-task gradients o
 parameters (`task_gradients`, (K, P)), their Gram matrix (`task_gram`, (K, K)) and each task's head
 gradients (`head_gradients`) are computed on first access by `taskrel.gradients`, or supplied by a
 trainer that already has them (a trainer may supply the Gram matrix without the gradients, from a
-cheaper route: `taskrel.gradients.shared_input_gram`).
+cheaper route: `taskrel.gradients.shared_input_backward`).
 
 `ctx.evaluate(shared, heads, tasks)` returns the per-task losses of the step's batch with some
 parameters replaced by trial tensors (N stacked trial sets at once), without writing the live

@@ -122,6 +122,14 @@ class BaseTrainer:
         self._params = list(self.model.parameters())
         self._shared = _shared_parameters(self.model) if self.callbacks or weighting is not None else []
         self._heads = [_task_parameters(self.model, t) for t in self.tasks] if self.callbacks else []
+        # Collectors that read per-task gradients or only their Gram matrix get them with the update's own
+        # backward, where a trainer has such a path (`_fast_backward`); `_gram_only`: none reads more.
+        self._fast_gradients = (
+            any(cb.needs_task_gradients or cb.needs_task_gram for cb in self.callbacks)
+            and weighting is None
+            and len(self.tasks) > 1
+        )
+        self._gram_only = not any(cb.needs_task_gradients for cb in self.callbacks)
         self.optimizer = make_optimizer(config, self.model.parameters())
 
     # -- provided by subclasses -----------------------------------------------------------------
@@ -302,12 +310,6 @@ class Trainer(BaseTrainer):
         self.name = dataset.name
         self.dataset = dataset.subset(self.tasks)
         self.loss_fn = loss_function(dataset.kind)
-        # Collectors that read per-task gradients get them with the update's own backward pass.
-        self._fast_gradients = (
-            any(cb.needs_task_gradients or cb.needs_task_gram for cb in self.callbacks)
-            and weighting is None
-            and len(self.tasks) > 1
-        )
         self._prepare_data()
 
     def _prepare_data(self) -> None:
@@ -351,9 +353,8 @@ class Trainer(BaseTrainer):
     def _fast_backward(self, batch) -> engine.TaskGradients | None:
         if not self._fast_gradients:
             return None  # fills .grad with the summed-loss gradient, as the plain path does
-        with_gram = not any(cb.needs_task_gradients for cb in self.callbacks)
         return engine.backward_with_task_gradients(
-            self.model, self.tasks, *batch, self.loss_fn, task_parameters=self._heads, with_gram=with_gram
+            self.model, self.tasks, *batch, self.loss_fn, task_parameters=self._heads, with_gram=self._gram_only
         )
 
     def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -459,14 +460,8 @@ class SharedInputTrainer(BaseTrainer):
                 raise ConfigError(f"task(s) {unlabelled} have no labelled training row")
         self.plan = BatchPlan([len(dataset.train)], self.config.batch_size, np.random.default_rng([self.seed, 1]))
         self._check_outputs()
-        # Collectors that read per-task gradients or their Gram matrix get them from the layers' inputs and
-        # output gradients when every shared parameter is a linear layer's (`engine.shared_input_backward`).
-        fast = any(cb.needs_task_gradients or cb.needs_task_gram for cb in self.callbacks)
-        self._linear_layers = (
-            engine.shared_linear_layers(self.model, self._shared)
-            if fast and weighting is None and len(self.tasks) > 1
-            else None
-        )
+        # The fast path needs every shared parameter in a linear layer (`engine.shared_input_backward`).
+        self._linear_layers = engine.shared_linear_layers(self.model, self._shared) if self._fast_gradients else None
 
     def _outputs(self, x: torch.Tensor, model: nn.Module | None = None) -> list[torch.Tensor]:
         model = self.model if model is None else model
@@ -526,8 +521,9 @@ class SharedInputTrainer(BaseTrainer):
             return None  # the plain path: `losses.sum().backward()`, gradients on demand from the graph
         with engine.LinearCapture(self._linear_layers) as capture:
             losses = self._losses(batch)
-        gram_only = not any(cb.needs_task_gradients for cb in self.callbacks)
-        return engine.shared_input_backward(losses, capture, self._shared, self._heads, self.tasks, gram_only=gram_only)
+        return engine.shared_input_backward(
+            losses, capture, self._shared, self._heads, self.tasks, gram_only=self._gram_only
+        )
 
     def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
         x, y, mask = self.data[split]
