@@ -270,3 +270,15 @@ def test_step_and_validation_weighted_aggregation_by_hand():
     # with the loss before training as baseline, the first epoch's improvement counts too
     collector.initial_val = {"a": 2.0, "b": 1.0, "c": 1.0}
     assert np.allclose(collector.matrix("validation").values[:, 0], (1.0 * 1 + 0.5 * 3 + 0.1 * 7) / 1.6)
+
+
+def test_step_context_takes_a_loss_tensor_and_refuses_a_count_that_does_not_match_the_tasks():
+    w = nn.Parameter(torch.tensor([1.0, 2.0]))
+    opt = torch.optim.SGD([w], lr=0.1)
+    losses = torch.stack([(w**2).sum(), (w - 3).pow(2).sum()])
+    ctx = StepContext(["a", "b"], losses, [w], opt)
+    assert torch.equal(ctx.loss_values, torch.tensor([5.0, 5.0], dtype=torch.float64))
+    # the Gram matrix of the per-task gradients, from closed forms: g_a = 2w = (2, 4), g_b = 2(w − 3) = (−4, −2)
+    assert torch.allclose(ctx.task_gram, torch.tensor([[20.0, -16.0], [-16.0, 20.0]], dtype=torch.float64))
+    with pytest.raises(ConfigError, match="3 losses given for 2 tasks"):
+        StepContext(["a", "b"], torch.cat([losses, losses[:1]]), [w], opt)
