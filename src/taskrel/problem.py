@@ -21,6 +21,7 @@ import importlib.metadata
 import importlib.util
 import json
 import math
+import numbers
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,12 @@ class GroupResult:
 
     Losses are lower-is-better (the quantity gains are computed from); metrics are whatever the
     problem reports alongside (accuracy, MSE in original units, ...).
+
+    `val_rows`: per member task, the loss of every validation row under the restored best weights,
+    in the validation split's fixed row order (the same order for every group and seed of a problem,
+    so two runs can be paired row by row, e.g. for a paired significance test); only the rows that
+    count in the task's loss (under a mask of observed targets, the observed rows, in row order).
+    Their mean is ``val_loss[task]``. A problem that cannot give them leaves None.
     """
 
     val_loss: dict[str, float]
@@ -55,6 +62,7 @@ class GroupResult:
     test_metric: dict[str, float] | None = None
     steps: int = 0
     seconds: float = 0.0
+    val_rows: dict[str, list[float]] | None = None
 
 
 @runtime_checkable
@@ -70,8 +78,16 @@ class Problem(Protocol):
     ) -> GroupResult: ...
 
 
+#: `check_result`'s tolerance between the mean of a task's `val_rows` and its `val_loss`.
+ROWS_RTOL, ROWS_ATOL = 1e-4, 1e-8
+
+
 def check_result(result: object, group: Sequence[str], where: str) -> GroupResult:
-    """Raise `DataError` unless `result` is a `GroupResult` with a finite val and test loss per member."""
+    """Raise `DataError` unless `result` is a `GroupResult` with a finite val and test loss per member.
+
+    `val_rows`, when given, must hold for every member a non-empty 1-D list of finite numbers whose mean
+    is its `val_loss` (relative tolerance `ROWS_RTOL`, absolute `ROWS_ATOL`).
+    """
     if not isinstance(result, GroupResult):
         raise DataError(f"{where} returned {type(result).__name__}, expected a taskrel.problem.GroupResult")
     for split in ("val_loss", "test_loss"):
@@ -82,7 +98,44 @@ def check_result(result: object, group: Sequence[str], where: str) -> GroupResul
         bad = [t for t in group if not isinstance(losses[t], int | float) or not math.isfinite(losses[t])]
         if bad:
             raise DataError(f"{where} returned a non-finite {split} for task(s) {bad}: {[losses[t] for t in bad]}")
+    rows = getattr(result, "val_rows", None)
+    if rows is not None:
+        _check_rows(rows, result.val_loss, group, where)
     return result
+
+
+def _check_rows(rows: object, val_loss: Mapping[str, float], group: Sequence[str], where: str) -> None:
+    if not isinstance(rows, Mapping):
+        raise DataError(f"{where} returned val_rows of type {type(rows).__name__}, expected {{task: [row losses]}}")
+    missing = [t for t in group if t not in rows]
+    if missing:
+        raise DataError(f"{where} returned no val_rows for task(s) {missing}")
+    for task in group:
+        values = rows[task]
+        if isinstance(values, str | bytes | Mapping) or not isinstance(values, Sequence):
+            raise DataError(
+                f"{where} returned val_rows[{task!r}] of type {type(values).__name__}, expected a 1-D list of floats"
+                " (e.g. tensor.cpu().tolist())"
+            )
+        if not values:
+            raise DataError(f"{where} returned empty val_rows for task {task!r}")
+        kinds = {type(v).__name__ for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)}
+        if kinds:
+            raise DataError(
+                f"{where} returned val_rows[{task!r}] that is not a 1-D list of numbers (it holds {sorted(kinds)})"
+            )
+        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        if bad:
+            raise DataError(
+                f"{where} returned a non-finite value in val_rows[{task!r}] at row(s) {bad[:5]}: "
+                f"{[values[i] for i in bad[:5]]}"
+            )
+        mean = math.fsum(values) / len(values)
+        if not math.isclose(mean, val_loss[task], rel_tol=ROWS_RTOL, abs_tol=ROWS_ATOL):
+            raise DataError(
+                f"{where} returned val_rows[{task!r}] whose mean {mean!r} over {len(values)} rows is not its "
+                f"val_loss {val_loss[task]!r}"
+            )
 
 
 def check_fingerprint(problem: Problem) -> dict:

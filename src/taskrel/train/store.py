@@ -10,10 +10,17 @@ the time of its last heartbeat). A claim is free again when its owner no longer 
 host, or when its lease has not been renewed for `lease` seconds (a dead process on another host);
 a sweep renews its claims every `lease / 5` seconds while it runs (`heartbeat`). So nothing is
 lost and nothing runs twice even with several sweeps, on several machines, writing to one store.
+
+Per-task values (losses, metrics) are JSON objects ``{task: value}``. A run's per-row validation
+losses (`RunRecord.val_rows`, for paired tests between runs) are the column ``val_rows``: a JSON
+object ``{task: base64 of the rows' little-endian float64 bytes}`` (NULL when the problem gave none),
+so the floats come back bit for bit; `encode_rows` / `decode_rows` convert. A store made before that
+column existed gains it (``ALTER TABLE``) when opened; its older runs read back with None.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -25,6 +32,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from taskrel.errors import StoreError
 
@@ -43,10 +52,17 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
     val_loss TEXT, test_loss TEXT, val_metric TEXT, test_metric TEXT,
     epochs INTEGER, best_epoch INTEGER, steps INTEGER, seconds REAL,
-    error TEXT, owner TEXT, updated REAL NOT NULL,
+    error TEXT, owner TEXT, updated REAL NOT NULL, val_rows BLOB,
     PRIMARY KEY (dataset, grp, seed, config)
 );
 """
+#: Columns added since the first version of the schema, with their type: added on open when missing.
+ADDED_COLUMNS = {"val_rows": "BLOB"}
+#: The columns of `runs` in `RunRecord` order (after the dataset/config key columns).
+RECORD_COLUMNS = (
+    "grp", "seed", "status", "val_loss", "test_loss", "val_metric", "test_metric",
+    "epochs", "best_epoch", "steps", "seconds", "error", "val_rows",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,7 +75,12 @@ class RunKey:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """A stored run. Per-task dictionaries are keyed by task name; losses are mean per-row losses."""
+    """A stored run. Per-task dictionaries are keyed by task name; losses are mean per-row losses.
+
+    `val_rows`: per task, the loss of every validation row (restored best weights, the validation
+    split's fixed row order), whose mean is `val_loss`; None for failed runs, problems that give none
+    and runs stored before the store kept them.
+    """
 
     group: str
     seed: int
@@ -73,6 +94,26 @@ class RunRecord:
     steps: int | None
     seconds: float | None
     error: str | None
+    val_rows: dict[str, list[float]] | None = None
+
+
+def encode_rows(rows: dict[str, list[float]] | None) -> bytes | None:
+    """`val_rows` as stored: JSON ``{task: base64 of little-endian float64 bytes}`` in UTF-8, or None."""
+    if rows is None:
+        return None
+    packed = {t: base64.b64encode(np.asarray(v, dtype="<f8").tobytes()).decode("ascii") for t, v in rows.items()}
+    return json.dumps(packed).encode()
+
+
+def decode_rows(blob: bytes | str | None) -> dict[str, list[float]] | None:
+    """The inverse of `encode_rows`: ``{task: [floats]}`` (exactly the stored float64 values), or None."""
+    if blob is None:
+        return None
+    try:
+        packed = json.loads(blob)
+        return {t: np.frombuffer(base64.b64decode(v), dtype="<f8").tolist() for t, v in packed.items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise StoreError(f"unreadable val_rows in the run store ({exc})") from None
 
 
 def owner_id() -> str:
@@ -140,6 +181,7 @@ class RunStore:
         if tables and not {"meta", "runs"} <= tables:
             raise StoreError(f"{self.path} is an SQLite file of another application (tables: {sorted(tables)})")
         self._db.executescript(SCHEMA)
+        self._add_columns()
         with self.transaction():
             meta = dict(self._db.execute("SELECT key, value FROM meta"))
             if not meta:
@@ -164,6 +206,14 @@ class RunStore:
                 f"{self.path} was made with another problem fingerprint ({_diff(meta.get('config'), self.config)});"
                 " use another store or the same options"
             )
+
+    def _add_columns(self) -> None:
+        """Bring a store of an older schema up to date: add the columns it lacks (NULL in its old rows)."""
+        with self.transaction():
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
     def transaction(self):
         return _Transaction(self._db)
@@ -237,28 +287,29 @@ class RunStore:
         if record.status not in ("done", "failed"):
             raise StoreError(f"cannot record a run with status {record.status!r}")
         dumps = lambda d: None if d is None else json.dumps(d)  # noqa: E731
+        values = {
+            "dataset": self.dataset,
+            "grp": record.group,
+            "seed": record.seed,
+            "config": self.config_digest,
+            "status": record.status,
+            "val_loss": dumps(record.val_loss),
+            "test_loss": dumps(record.test_loss),
+            "val_metric": dumps(record.val_metric),
+            "test_metric": dumps(record.test_metric),
+            "epochs": record.epochs,
+            "best_epoch": record.best_epoch,
+            "steps": record.steps,
+            "seconds": record.seconds,
+            "error": record.error,
+            "owner": owner_id(),
+            "updated": time.time(),
+            "val_rows": encode_rows(record.val_rows),
+        }
+        columns = ", ".join(values)
+        marks = ", ".join(f":{name}" for name in values)
         with self.transaction():
-            self._db.execute(
-                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    self.dataset,
-                    record.group,
-                    record.seed,
-                    self.config_digest,
-                    record.status,
-                    dumps(record.val_loss),
-                    dumps(record.test_loss),
-                    dumps(record.val_metric),
-                    dumps(record.test_metric),
-                    record.epochs,
-                    record.best_epoch,
-                    record.steps,
-                    record.seconds,
-                    record.error,
-                    owner_id(),
-                    time.time(),
-                ),
-            )
+            self._db.execute(f"INSERT OR REPLACE INTO runs ({columns}) VALUES ({marks})", values)
 
     def status(self, keys: Iterable[RunKey]) -> dict[RunKey, str]:
         """Current status of each key that has a row ('running', 'done' or 'failed')."""
@@ -269,27 +320,18 @@ class RunStore:
         return {k: known[k] for k in keys if k in known}
 
     def records(self, status: str | None = "done") -> Iterator[RunRecord]:
-        query = "SELECT * FROM runs WHERE dataset=? AND config=?"
+        query = f"SELECT {', '.join(RECORD_COLUMNS)} FROM runs WHERE dataset=? AND config=?"
         args: tuple = (self.dataset, self.config_digest)
         if status is not None:
             query += " AND status=?"
             args += (status,)
+        loads = lambda t: None if t is None else json.loads(t)  # noqa: E731
         for row in self._db.execute(query + " ORDER BY grp, seed", args):
-            loads = lambda t: None if t is None else json.loads(t)  # noqa: E731
+            group, seed, state, val_loss, test_loss, val_metric, test_metric, *counts, error, rows = row
             yield RunRecord(
-                row[1],
-                row[2],
-                row[4],
-                loads(row[5]),
-                loads(row[6]),
-                loads(row[7]),
-                loads(row[8]),
-                row[9],
-                row[10],
-                row[11],
-                row[12],
-                row[13],
-            )
+                group, seed, state, loads(val_loss), loads(test_loss), loads(val_metric), loads(test_metric),
+                *counts, error, decode_rows(rows),
+            )  # fmt: skip
 
     def counts(self) -> dict[str, int]:
         rows = self._db.execute(

@@ -151,6 +151,15 @@ class BaseTrainer:
         """Per-task mean loss and metric of the current model on `split` ("train", "val" or "test")."""
         raise NotImplementedError
 
+    def evaluate_rows(self, split: str) -> tuple[dict[str, float], dict[str, float], dict[str, list[float]] | None]:
+        """`evaluate(split)` plus, per task, the loss of every row of `split` in the split's row order.
+
+        The row losses come from the same forward pass as the mean losses (whose mean they are); under a
+        mask of observed targets only a task's observed rows, in row order. A subclass without rows gives None.
+        """
+        losses, metrics = self.evaluate(split)
+        return losses, metrics, None
+
     def _fast_backward(self, batch) -> engine.TaskGradients | None:
         """Per-task gradients and the summed-loss `.grad` in one pass, where a trainer has such a path."""
         return None
@@ -234,11 +243,11 @@ class BaseTrainer:
         if best_state is None:
             raise NonFiniteError(f"validation loss of group {'|'.join(self.tasks)} was never finite")
         self.model.load_state_dict(best_state)
-        val_loss, val_metric = self.evaluate("val")
+        val_loss, val_metric, val_rows = self.evaluate_rows("val")
         test_loss, test_metric = self.evaluate("test")
         result = TrainResult(
             val_loss, test_loss, val_metric, test_metric, steps=step, seconds=time.perf_counter() - started,
-            dataset=self.name, group=self.tasks, seed=self.seed, config=cfg, epochs=len(history),
+            val_rows=val_rows, dataset=self.name, group=self.tasks, seed=self.seed, config=cfg, epochs=len(history),
             best_epoch=best_epoch, history=history,
         )  # fmt: skip
         for cb in self.callbacks:
@@ -358,8 +367,16 @@ class Trainer(BaseTrainer):
         )
 
     def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
+        losses, metrics, _ = self._evaluate(split, rows=False)
+        return losses, metrics
+
+    def evaluate_rows(self, split: str) -> tuple[dict[str, float], dict[str, float], dict[str, list[float]]]:
+        """`evaluate(split)` plus each task's per-row losses, in the order of the task's rows of `split`."""
+        return self._evaluate(split, rows=True)
+
+    def _evaluate(self, split: str, rows: bool) -> tuple[dict, dict, dict | None]:
         self.model.eval()
-        losses, metrics = {}, {}
+        losses, metrics, per_row = {}, {}, {} if rows else None
         with torch.no_grad():
             for task in self.dataset.tasks:
                 if split == "train":
@@ -368,13 +385,16 @@ class Trainer(BaseTrainer):
                 else:
                     x, y = self._eval[split][self.tasks.index(task.name)]
                 out = self.model(x, task.name)
-                losses[task.name] = float(self.loss_fn(out, y))
+                elementwise = self.loss_fn(out, y, reduction="none")
+                losses[task.name] = float(elementwise.mean())  # bit-identical to the loss's "mean" reduction
+                if rows:
+                    per_row[task.name] = elementwise.reshape(len(y), -1).double().mean(dim=1).cpu().tolist()
                 if self.dataset.kind == "binary":
                     metrics[task.name] = float(((out > 0).float() == y).float().mean())
                 else:
                     metrics[task.name] = losses[task.name] * self.dataset.target_scale[1] ** 2
         self.model.train()
-        return losses, metrics
+        return losses, metrics, per_row
 
 
 # ----------------------------------------------------------------------------------------------
@@ -526,11 +546,20 @@ class SharedInputTrainer(BaseTrainer):
         )
 
     def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
+        losses, metrics, _ = self._evaluate(split, rows=False)
+        return losses, metrics
+
+    def evaluate_rows(self, split: str) -> tuple[dict[str, float], dict[str, float], dict[str, list[float]]]:
+        """`evaluate(split)` plus each task's per-row losses (float64), its observed rows only, in row order."""
+        return self._evaluate(split, rows=True)
+
+    def _evaluate(self, split: str, rows: bool) -> tuple[dict, dict, dict | None]:
         x, y, mask = self.data[split]
         k = len(self.tasks)
         loss_sum = torch.zeros(k, dtype=torch.float64, device=self.device)
         metric_sum = torch.zeros(k, dtype=torch.float64, device=self.device)
         weights = torch.ones(len(x), k, dtype=torch.float64, device=self.device) if mask is None else mask.double()
+        kept: list[list[torch.Tensor]] = [[] for _ in range(k)]
         self.model.eval()
         with torch.no_grad():
             for start in range(0, len(x), self.eval_batch):
@@ -541,7 +570,10 @@ class SharedInputTrainer(BaseTrainer):
                     w = weights[part, j]
                     loss_sum[j] += (loss.double() * w).sum()
                     metric_sum[j] += (_metric(self.loss_specs[task], out, y[part, j], loss).double() * w).sum()
+                    if rows:
+                        kept[j].append(loss.double() if mask is None else loss.double()[mask[part, j].bool()])
         self.model.train()
         counts = weights.sum(dim=0)
         losses, metrics = (loss_sum / counts).tolist(), (metric_sum / counts).tolist()
-        return dict(zip(self.tasks, losses, strict=True)), dict(zip(self.tasks, metrics, strict=True))
+        per_row = {t: torch.cat(kept[j]).cpu().tolist() for j, t in enumerate(self.tasks)} if rows else None
+        return dict(zip(self.tasks, losses, strict=True)), dict(zip(self.tasks, metrics, strict=True)), per_row
