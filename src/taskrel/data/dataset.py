@@ -143,6 +143,34 @@ def split_rows(y: np.ndarray, fractions: Sequence[float], seed: int, stratify: b
     return [np.sort(np.concatenate(p)) for p in parts]
 
 
+def split_groups(groups: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Seeded split of row indices in which all rows of a group land in the same part.
+
+    `groups` holds one label per row (e.g. a recording day). The groups are shuffled and cut so that
+    each part's row count is as close to its fraction as whole groups allow; every part gets at least
+    one group. Rows are returned sorted, as `split_rows` does.
+    """
+    fractions = np.asarray(fractions, dtype=float)
+    if (fractions <= 0).any() or not np.isclose(fractions.sum(), 1.0):
+        raise DataError(f"split fractions must be positive and sum to 1, got {fractions.tolist()}")
+    labels, inverse, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    if len(labels) < len(fractions):
+        raise DataError(f"{len(labels)} group(s) cannot fill {len(fractions)} split parts")
+    order = np.random.default_rng(seed).permutation(len(labels))
+    ends = np.cumsum(counts[order])  # rows in the first k + 1 shuffled groups
+    cuts: list[int] = []  # part k takes shuffled groups [cuts[k-1], cuts[k])
+    for k, target in enumerate(np.cumsum(fractions)[:-1] * len(inverse)):
+        low = (cuts[-1] if cuts else 0) + 1  # at least one group in this part
+        high = len(labels) - (len(fractions) - 1 - k)  # and one left for each later part
+        candidates = np.arange(low, high + 1)
+        cuts.append(int(candidates[np.argmin(np.abs(ends[candidates - 1] - target))]))
+    part_of_group = np.empty(len(labels), dtype=int)
+    for k, chunk in enumerate(np.split(order, cuts)):
+        part_of_group[chunk] = k
+    part_of_row = part_of_group[inverse]
+    return [np.flatnonzero(part_of_row == k) for k in range(len(fractions))]
+
+
 def make_task(name: str, x: np.ndarray, y: np.ndarray, parts: Sequence[np.ndarray]) -> TaskData:
     """Build a `TaskData` from full arrays and (train, val, test) row indices."""
     x = np.asarray(x, dtype=np.float32)
