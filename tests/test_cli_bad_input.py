@@ -61,7 +61,6 @@ CASES = [
     ),
     (["affinity", "--problem", "chemical", "--method", "hoa", "--out", "{tmp}/aff"], "invalid choice: 'hoa'"),
     (["pipeline", "--problem", "chemical", "--train-groups", "0", "--out", "{tmp}/rep"], "--train-groups must be ≥ 1"),
-    (["pipeline", "--problem", "landmine", "--budget", "3", "--out", "{tmp}/rep"], "--budget needs enumerated"),
     (["evaluate-predictors", "--gains", "{tmp}/gains_bad.csv", "--affinity", "{tmp}/empty.csv"], "empty.csv"),
     (["select", "--table", "{tmp}/empty.csv", "--max-groups", "2"], "empty.csv"),
     (["select", "--pairwise", "{tmp}/short_row.csv"], "short_row.csv: row 3 has 2 cells, expected 3"),

@@ -25,7 +25,7 @@ COMMAND_MODULES = (
     "taskrel.predict.cli",
     "taskrel.weighting.cli",
     "taskrel.decentral.cli",
-    "taskrel.pipeline",
+    "taskrel.grouping.cli",
 )
 
 

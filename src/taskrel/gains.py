@@ -165,21 +165,6 @@ class GainTable:
         singles = self.frame[self.frame["group"] == self.frame["task"]]
         return singles.groupby("task")[f"{self.split}_loss"].mean().to_dict()
 
-    def serve(self, chosen: Sequence[str], split: str = "val") -> dict[str, str]:
-        """For each task, the group among `chosen` (canonical names) with its lowest mean loss on `split`.
-
-        This is how trained groups are used: each task is read from the model that did best for it
-        on validation data. Raises `DataError` when no chosen group contains a task.
-        """
-        loss = self.mean().set_index(["group", "task"])[f"{split}_loss"]
-        serving = {}
-        for task in self.tasks:
-            options = [g for g in chosen if (g, task) in loss.index]
-            if not options:
-                raise DataError(f"no chosen group with a measured loss serves task {task!r}")
-            serving[task] = min(options, key=lambda g: loss[(g, task)])
-        return serving
-
     def gains(self) -> dict[tuple[Group, str], float]:
         """Mean gain per (group, member task)."""
         means = self.mean()

@@ -265,8 +265,9 @@ def test_step_and_validation_weighted_aggregation_by_hand():
     for logs in ({"a": 1, "b": 1, "c": 1}, {"a": 1, "b": 0.5, "c": 0.5}):
         stuck.on_step(context(model, x, y, opt))
         stuck.on_epoch_end(0, {"val_loss": logs})
-    with pytest.raises(ConfigError, match=r"\['a'\] never improved"):
-        stuck.matrix("validation")
+    stalled = stuck.matrix("validation")  # a never improved: its column is the steps' average, and it is named
+    assert stalled.stalled == ("a",) and np.allclose(stalled.values[:, 0], stuck.matrix("steps").values[:, 0])
+    assert np.allclose(stalled.values[:, 1:], 3.0) and stuck.matrix("steps").stalled == ()
     # with the loss before training as baseline, the first epoch's improvement counts too
     collector.initial_val = {"a": 2.0, "b": 1.0, "c": 1.0}
     assert np.allclose(collector.matrix("validation").values[:, 0], (1.0 * 1 + 0.5 * 3 + 0.1 * 7) / 1.6)

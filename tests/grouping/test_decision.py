@@ -1,71 +1,153 @@
-"""Choosing groups with STL as a free option (against brute force) and safe serving."""
+"""The one decision rule (against brute force) and evidence-based serving (never worse than STL or ALL)."""
 
 import itertools
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from taskrel.decision import candidate_groups, choose_groups, serve
-from taskrel.errors import UnknownTaskError
+from taskrel.errors import DataError
 from taskrel.gains import GainTable
+from taskrel.grouping.decision import candidate_groups, decide, default_models, serve
 from taskrel.groups import group_name
 
 TASKS = ("a", "b", "c", "d", "e")
+EVERYTHING = "a|b|c|d|e"
 
 
-def random_gains(seed):
+def measured_table(seed, trained=("a|b", "c|d|e")):
+    """STL, ALL and `trained` groups with random validation and test losses around 1."""
     rng = np.random.default_rng(seed)
-    rows = [(group_name(g, TASKS), t, rng.normal(0.0, 0.1)) for g in candidate_groups(TASKS) for t in sorted(g)]
-    return pd.DataFrame(rows, columns=["group", "task", "gain"])
+    runs = [(t, 0, {t: 1.0 + 0.1 * i}, {t: 1.0 + 0.1 * i}) for i, t in enumerate(TASKS)]
+    for group in (EVERYTHING, *trained):
+        members = group.split("|")
+        runs.append((group, 0, {t: float(rng.uniform(0.8, 1.3)) for t in members},
+                     {t: float(rng.uniform(0.8, 1.3)) for t in members}))  # fmt: skip
+    return GainTable.from_runs(runs, TASKS)
 
 
-def brute_force(gains, stl, max_groups, budget):
-    """Best predicted loss reduction over every set of ≤ max_groups candidates, tasks keeping STL at 0."""
-    value = {(g, t): stl[t] * v for g, t, v in gains.itertuples(index=False)}
-    groups = sorted(set(gains.group))
-    best = 0.0
+def random_predictions(seed, table):
+    rng = np.random.default_rng(seed + 100)
+    trained = set(table.frame["group"])
+    rows = [(group_name(g, TASKS), t, rng.normal(0.0, 0.15)) for g in candidate_groups(TASKS) for t in sorted(g)]
+    frame = pd.DataFrame(rows, columns=["group", "task", "gain"])
+    return frame[~frame["group"].isin(trained)].reset_index(drop=True)
+
+
+def brute_force(table, predicted, max_groups, budget):
+    """Lowest planned total validation loss over every set of ≤ max_groups untrained candidates.
+
+    Written from the rule's statement: each task takes the best of D, every trained model (measured) and
+    every chosen candidate (predicted loss L_STL·(1 − ĝ)).
+    """
+    val = table.frame.groupby(["group", "task"])["val_loss"].mean()
+    stl = {t: val[(t, t)] for t in TASKS}
+    everything_total = sum(val[(EVERYTHING, t)] for t in TASKS)
+    home = {t: (EVERYTHING if everything_total < sum(stl.values()) else t) for t in TASKS}
+    free = {t: min(v for (g, task), v in val.items() if task == t) for t in TASKS}
+    free = {t: min(free[t], val[(home[t], t)]) for t in TASKS}
+    loss = {(g, t): stl[t] * (1 - v) for g, t, v in predicted.itertuples(index=False)}
+    groups = sorted(set(predicted["group"]))
+    best = sum(free.values())
     for k in range(1, max_groups + 1):
         for chosen in itertools.combinations(groups, k):
-            if budget is not None and sum(len(g.split("|")) for g in chosen) > budget:
+            if budget is not None and sum(g.count("|") + 1 for g in chosen) > budget:
                 continue
-            total = sum(max([0.0] + [value[(g, t)] for g in chosen if t in g.split("|")]) for t in TASKS)
-            best = max(best, total)
+            total = sum(min([free[t]] + [loss[(g, t)] for g in chosen if t in g.split("|")]) for t in TASKS)
+            best = min(best, total)
     return best
 
 
 @pytest.mark.parametrize(("seed", "max_groups", "budget"), [(0, 1, None), (1, 2, None), (2, 2, 5), (3, 3, 6)])
-def test_choice_is_the_brute_force_optimum_with_stl_free(seed, max_groups, budget):
-    gains = random_gains(seed)
-    stl = {t: 1.0 + i for i, t in enumerate(TASKS)}
-    choice = choose_groups(gains, TASKS, stl, max_groups=max_groups, budget=budget)
-    assert choice.reduction == pytest.approx(brute_force(gains, stl, max_groups, budget), abs=1e-7)
-    assert len(choice.groups) <= max_groups and all(len(g) >= 2 for g in choice.groups)
+def test_decision_is_the_brute_force_optimum_with_every_trained_model_free(seed, max_groups, budget):
+    table = measured_table(seed)
+    predicted = random_predictions(seed, table)
+    decision = decide(table, predicted, max_groups=max_groups, budget=budget)
+    assert sum(decision.planned_loss.values()) == pytest.approx(brute_force(table, predicted, max_groups, budget))
+    assert len(decision.groups) <= max_groups and all(len(g) >= 2 for g in decision.groups)
+    trained = set(table.frame["group"])
+    assert not {group_name(g, TASKS) for g in decision.groups} & trained  # trained groups cost nothing
     if budget is not None:
-        assert sum(len(g) for g in choice.groups) <= budget
+        assert sum(len(g) for g in decision.groups) <= budget
+    assert decision.reduction >= -1e-12
 
 
-def test_nothing_is_chosen_when_every_group_hurts():
-    gains = random_gains(4).assign(gain=lambda f: -f.gain.abs() - 0.01)
-    choice = choose_groups(gains, TASKS, dict.fromkeys(TASKS, 1.0), max_groups=2)
-    assert choice.groups == [] and choice.reduction == pytest.approx(0.0, abs=1e-9)
+def test_default_is_the_better_of_stl_and_all_on_validation():
+    runs = [(t, 0, {t: 1.0}, {t: 1.0}) for t in TASKS]
+    better = GainTable.from_runs([*runs, (EVERYTHING, 0, dict.fromkeys(TASKS, 0.9), dict.fromkeys(TASKS, 2.0))], TASKS)
+    assert default_models(better) == ("ALL", dict.fromkeys(TASKS, EVERYTHING))
+    worse = GainTable.from_runs([*runs, (EVERYTHING, 0, dict.fromkeys(TASKS, 1.1), dict.fromkeys(TASKS, 0.1))], TASKS)
+    assert default_models(worse) == ("STL", {t: t for t in TASKS})
+    assert default_models(GainTable.from_runs(runs, TASKS))[0] == "STL"  # no all-task model measured
 
 
-def test_serving_takes_stl_where_the_chosen_groups_are_worse_on_validation():
-    stl_val, stl_test = {"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 1.1, "b": 2.1, "c": 3.1}
-    runs = [(t, 0, {t: stl_val[t]}, {t: stl_test[t]}) for t in "abc"]
-    runs += [("a|b", 0, {"a": 0.9, "b": 2.5}, {"a": 1.2, "b": 1.0}),  # helps a, hurts b on validation
-             ("b|c", 0, {"b": 2.2, "c": 2.0}, {"b": 0.5, "c": 2.9})]  # fmt: skip
-    table = GainTable.from_runs(runs, ["a", "b", "c"])
-    served = serve(table, ["a|b", "b|c"])
-    assert {t: s.group for t, s in served.items()} == {"a": "a|b", "b": "b", "c": "b|c"}
-    assert served["b"].options == 2 and "worse than STL" in served["b"].reason
-    assert served["a"].val_loss == 0.9 and served["a"].stl_val_loss == 1.0
-    assert all(s.val_loss <= s.stl_val_loss for s in served.values())
-    # a task no chosen group contains keeps its STL model
-    assert serve(table, ["a|b"])["c"].group == "c"
+def test_nothing_new_is_chosen_when_no_candidate_beats_the_free_models():
+    table = measured_table(4)
+    predicted = random_predictions(4, table).assign(gain=-1.0)
+    decision = decide(table, predicted, max_groups=2)
+    assert decision.groups == [] and "no candidate" in decision.text
 
 
-def test_a_task_without_an_stl_loss_is_named():
-    with pytest.raises(UnknownTaskError, match=r"no STL loss for task\(s\) \['e'\]"):
-        choose_groups(random_gains(5), TASKS, {t: 1.0 for t in "abcd"}, max_groups=2)
+def rows_for(table, rng, noise=0.3, n=40):
+    """Per-row validation losses whose mean is the table's validation loss of each (group, task)."""
+    out = {}
+    for (group, task), value in table.frame.groupby(["group", "task"])["val_loss"].mean().items():
+        x = rng.normal(0.0, noise, n)
+        out[(group, task)] = value + x - x.mean()
+    return out
+
+
+def table_with_rows(stl, everything, groups, n, rng, noise):
+    runs = [(t, 0, {t: stl[i]}, {t: stl[i]}) for i, t in enumerate(TASKS)]
+    runs.append((EVERYTHING, 0, dict(zip(TASKS, everything, strict=True)), dict(zip(TASKS, everything, strict=True))))
+    for group, values in groups:
+        members = group.split("|")
+        runs.append((group, 0, dict(zip(members, values, strict=False)), dict(zip(members, values, strict=False))))
+    table = GainTable.from_runs(runs, TASKS)
+    return table, rows_for(table, rng, noise, n)
+
+
+losses = st.lists(st.floats(0.2, 3.0), min_size=5, max_size=5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(stl=losses, everything=losses, first=losses, second=losses, noise=st.floats(0.0, 1.0),
+       n=st.integers(4, 30), seed=st.integers(0, 10))  # fmt: skip
+def test_served_validation_loss_is_never_above_stl_or_all(stl, everything, first, second, noise, n, seed):
+    rng = np.random.default_rng(seed)
+    table, rows = table_with_rows(stl, everything, [("a|b|c", first[:3]), ("b|d|e", second[:3])], n, rng, noise)
+    serving = serve(table, rows, seed=seed)
+    val = table.frame.groupby(["group", "task"])["val_loss"].mean()
+    served = sum(val[(s.model, t)] for t, s in serving.tasks.items())
+    assert served <= min(sum(stl), sum(everything)) + 1e-9
+    assert serve(table, None).models() == default_models(table)[1]  # no evidence: everything stays on D
+
+
+def test_a_task_moves_only_on_evidence():
+    rng = np.random.default_rng(0)
+    stl, everything = [1.0] * 5, [0.9] * 5  # D = ALL
+    table, rows = table_with_rows(stl, everything, [("a|b", [0.5, 0.9])], 200, rng, noise=0.05)
+    serving = serve(table, rows)
+    assert serving.default == "ALL" and serving.accepted
+    assert serving.tasks["a"].model == "a|b" and serving.tasks["a"].moved  # far better on every row
+    assert serving.tasks["b"].model == EVERYTHING  # the same loss: no evidence, stays on D
+    assert "p =" in serving.tasks["a"].evidence
+
+
+def test_validation_rows_of_different_lengths_are_refused():
+    rng = np.random.default_rng(0)
+    table, rows = table_with_rows([1.0] * 5, [0.9] * 5, [("a|b", [0.5, 0.9])], 20, rng, noise=0.05)
+    rows[("a|b", "a")] = rows[("a|b", "a")][:10]
+    with pytest.raises(DataError, match=r"validation rows of task 'a': 20 under 'a\|b\|c\|d\|e', 10 under 'a\|b'"):
+        serve(table, rows)
+
+
+def test_the_pipeline_and_the_selection_benchmark_share_one_decision():
+    from taskrel.grouping import decision, pipeline, sampling
+    from taskrel.predict import evaluation
+
+    assert pipeline.decide is decision.decide and evaluation.decide is decision.decide
+    assert pipeline.serve is decision.serve
+    assert sampling.candidate_groups is decision.candidate_groups

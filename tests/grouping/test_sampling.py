@@ -8,29 +8,36 @@ import pandas as pd
 import pytest
 
 from taskrel.affinity import AffinityMatrix
-from taskrel.decision import candidate_groups, choose_groups
 from taskrel.errors import ConfigError, DataError
 from taskrel.gains import GainTable
+from taskrel.grouping.decision import candidate_groups, decide
+from taskrel.grouping.sampling import ADAPTIVE_START, Pick, read_plan, thompson_picks, training_groups, write_plan
 from taskrel.groups import group_name
 from taskrel.predict import DefaultPredictor
-from taskrel.sampling import ADAPTIVE_START, Pick, read_plan, thompson_picks, training_groups, write_plan
 from taskrel.train.sweep import stratified_groups
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+def trained_part(table, groups):
+    """The runs of the single tasks and of `groups` in a measured table."""
+    names = {group_name(g, table.tasks) for g in groups} | set(table.tasks)
+    return GainTable(table.frame[table.frame["group"].isin(names)].reset_index(drop=True), table.tasks, table.split)
 
 
 def replay(table, affinity, count, sampling, batch=2, done=(), max_groups=3):
     """`training_groups` with 'training' read from a measured table; returns the picks and every record."""
     tasks, means, stl = list(table.tasks), table.mean(), table.stl_loss()
-    records = []
+    records, trained = [], []
 
     def measure(groups):
+        trained[:] = groups
         names = {group_name(g, tasks) for g in groups}
         return means[means.group.isin(names)][["group", "task", "gain"]]
 
     picks = training_groups(
         tasks, count, sampling, measure=measure, fit=lambda g: DefaultPredictor().fit(affinity, g),
-        decide=lambda gains: choose_groups(gains, tasks, stl, max_groups=max_groups).groups, stl=stl,
+        decide=lambda gains: decide(trained_part(table, trained), gains, max_groups=max_groups).groups, stl=stl,
         batch=batch, seed=0, done=done, record=records.append,
     )  # fmt: skip
     return picks, records
@@ -80,7 +87,14 @@ def test_thompson_sampling_trains_the_group_the_decision_needs():
     rows = [(group_name(g, tasks), t, gain(g, t) + rng.normal(0, 0.005)) for g in trained for t in sorted(g)]
     model = DefaultPredictor().fit(None, pd.DataFrame(rows, columns=["group", "task", "gain"]))
     stl = dict.fromkeys(tasks, 1.0)
-    picks = thompson_picks(model, every, set(trained), lambda g: choose_groups(g, tasks, stl, max_groups=1).groups,
+    runs = [(t, 0, {t: 1.0}, {t: 1.0}) for t in tasks]
+    runs += [(g, 0, {t: 1.0 - v}, {t: 1.0 - v}) for g, t, v in rows]
+    merged = {}
+    for g, s, val, test in runs:  # one run per group: its members' losses together
+        merged.setdefault(g, (g, s, {}, {}))[2].update(val)
+        merged[g][3].update(test)
+    measured = GainTable.from_runs(list(merged.values()), tasks)
+    picks = thompson_picks(model, every, set(trained), lambda g: decide(measured, g, max_groups=1).groups,
                            stl, count=1, seed=0)  # fmt: skip
     assert [p.group for p in picks] == [frozenset("ab")] and "posterior draw" in picks[0].reason
 

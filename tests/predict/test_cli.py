@@ -40,8 +40,25 @@ def test_default_test_size_is_a_quarter_of_the_groups_and_the_cli_reports_defaul
                  "--repeats", "2", "--json"])  # fmt: skip
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"default", "surrogate"}
+    assert set(out) == {"default", "surrogate", "all_task_gain", "task_mean_gain"}
     assert out["default"]["5"]["pearson"] > 0.8 and 0 <= out["default"]["5"]["coverage_2sd"] <= 1
+    assert {"within_task_pearson", "within_task_pearson_std", "within_task_count"} <= set(out["default"]["5"])
+    assert out["all_task_gain"]["5"]["within_task_count"] == 0
+
+
+def test_text_output_shows_pooled_and_within_task_r(tmp_path, capsys):
+    table, affinity = hundred_group_table()
+    table.to_csv(tmp_path / "gains.csv")
+    affinity.to_csv(tmp_path / "affinity.csv")
+    code = main(["evaluate-predictors", "--gains", str(tmp_path / "gains.csv"), "--affinity",
+                 str(tmp_path / "affinity.csv"), "--methods", "surrogate", "--train-sizes", "5,8",
+                 "--repeats", "1"])  # fmt: skip
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in lines[2:]}
+    assert set(rows) == {"surrogate", "all_task_gain", "task_mean_gain"}
+    assert rows["surrogate"].count("r_task=") == 2 and rows["surrogate"].count("R²=") == 2
+    assert "r_task=nan" in rows["all_task_gain"]
 
 
 def test_unknown_method_is_one_config_error_line(tmp_path, capsys):

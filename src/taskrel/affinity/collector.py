@@ -12,8 +12,10 @@ only some); sums stay on the device and reach the host only in `matrix()`, which
 * ``weighting="validation"``: each epoch's mean counts, for target column j, in proportion to how
   much task j's best validation loss improved during that epoch (the first epoch against the
   loss before training, recorded by `on_train_begin`). Interactions late in training,
-  when the tasks no longer generalise better, then stop diluting the estimate (on Chemical their
-  affinity even anti-correlates with measured gains; see benchmarks/predictors_chemical.py).
+  when the tasks no longer generalise better, then stop diluting the estimate. A task whose best
+  validation loss never improved (the joint training never helped it: negative transfer, which the
+  affinity should show, not hide) has no such weights; its column is weighted by the epochs'
+  collected steps instead, and the matrix lists it in `stalled`.
 
 `weighting=` of the constructor is the default of `matrix()`; None takes the class's `default_weighting`.
 """
@@ -110,16 +112,18 @@ class AffinityCollector(Callback):
             raise ConfigError(f"{type(self).__name__} has not collected any step yet")
         sums = torch.stack(sums).cpu().numpy()
         counts = torch.stack(counts).cpu().numpy()
+        stalled: tuple[str, ...] = ()
         if weighting == "steps":
             total = counts.sum(axis=0)
             _check_observed(total > 0, self._tasks)
             values = sums.sum(axis=0) / total
         else:
-            values = self._validation_weighted(sums[: len(self.epoch_sums)], counts[: len(self.epoch_sums)])
+            n = len(self.epoch_sums)
+            values, stalled = self._validation_weighted(sums[:n], counts[:n])
         name = self.method if weighting == "steps" else f"{self.method}-validation"
-        return AffinityMatrix(values, self._tasks, name, self.steps, self.seconds)
+        return AffinityMatrix(values, self._tasks, name, self.steps, self.seconds, stalled)
 
-    def _validation_weighted(self, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    def _validation_weighted(self, sums: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
         if len(self.epoch_val) < 2 or any(v is None for v in self.epoch_val):
             raise ConfigError("validation weighting needs per-epoch validation losses (logs['val_loss']) of ≥ 2 epochs")
         val = np.array([[v[t] for t in self._tasks] for v in self.epoch_val])
@@ -129,15 +133,15 @@ class AffinityCollector(Callback):
         weights = best[:-1] - best[1:]  # improvement of the best validation loss during each epoch
         if self.initial_val is None:  # no baseline: the first epoch's improvement is unknown
             weights = np.vstack([np.zeros((1, len(self._tasks))), weights])
-        stalled = [t for t, total in zip(self._tasks, weights.sum(axis=0), strict=True) if total <= 0]
-        if stalled:
-            raise ConfigError(f"validation loss of task(s) {stalled} never improved during training")
+        stalled = weights.sum(axis=0) <= 0
         seen = counts > 0
         means = np.divide(sums, counts, out=np.zeros_like(sums), where=seen)
         per_entry = weights[:, None, :] * seen  # epoch e's weight of entry (i, j), where it was observed
+        per_entry[:, :, stalled] = counts[:, :, stalled]  # columns that never improved: weighted by steps
         total = per_entry.sum(axis=0)
         _check_observed(total > 0, self._tasks)
-        return (per_entry * means).sum(axis=0) / total
+        names = tuple(t for t, s in zip(self._tasks, stalled, strict=True) if s)
+        return (per_entry * means).sum(axis=0) / total, names
 
 
 def _check_weighting(weighting: str) -> None:

@@ -29,6 +29,7 @@ class AffinityMatrix:
     method: str = ""
     steps: int = 0
     seconds: float = 0.0
+    stalled: tuple[str, ...] = ()  # validation weighting: target columns weighted by steps (never improved)
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

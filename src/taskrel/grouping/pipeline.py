@@ -1,21 +1,26 @@
 """The grouping pipeline a user runs on any problem, end to end, resumable from its run store.
 
-STL runs → one all-task affinity run (ETAP) → training groups, drawn at random or chosen adaptively
-(`taskrel.sampling`) → gain predictor fit → predicted gains of every candidate group (of every pair,
-above `MAX_ENUMERATED_TASKS` tasks) → exact selection under the constraints, each task's STL model a
-free option (`taskrel.decision`; the compact pairwise program for many tasks) → training of the
-chosen groups → safe serving (each task read from its best model on validation, STL included) → a
-report (HTML and Markdown) comparing the outcome with single-task learning and one all-task model.
-Every training goes through the same `RunStore` and the training groups are saved in
-``OUT/training_groups.json``, so a second call with the same arguments trains nothing that is
-already done; a failed training stops the pipeline with a `PipelineError` naming it.
+1. STL: every task's single-task run.
+2. Affinity: one all-task run with the ETAP collector; collectors leave training bit-identical,
+   so this run is also the all-task model ALL (seed `seed`), kept in the store.
+3. Training groups (`taskrel.grouping.sampling`): random, spread over the group sizes, or chosen
+   adaptively for the decision.
+4. The gain predictor is fitted on the training groups' validation gains and predicts every
+   candidate of the pool (`taskrel.grouping.pool`: every group up to 14 tasks, a few hundred built
+   from the all-task run and the affinity beyond).
+5. `decide` (`taskrel.grouping.decision`): the default D (STL or ALL for every task, the better on
+   validation), at most `max_groups` new groups by the exact MILP, every trained model free.
+6. The chosen groups are trained; `serve` moves a task off D only on significant per-row evidence.
+7. A report (HTML and Markdown) with every stage's wall time.
+
+The same arguments resume from ``OUT/runs.db`` and ``OUT/training_groups.json`` and train nothing twice.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,27 +28,23 @@ import pandas as pd
 
 from taskrel.affinity.matrix import AffinityMatrix
 from taskrel.affinity.measure import measure_affinity
-from taskrel.decision import MAX_ENUMERATED_TASKS, Serving, candidate_groups, choose_groups, choose_partition, serve
-from taskrel.errors import ConfigError, TaskrelError
+from taskrel.errors import ConfigError
 from taskrel.gains import GainTable
-from taskrel.groups import Group, all_groups, group_name
+from taskrel.grouping.decision import MAX_ENUMERATED_TASKS, Decision, Serving, decide, marginal_values, serve
+from taskrel.grouping.pool import candidate_pool, refine
+from taskrel.grouping.runs import Runs, TrainingFailed
+from taskrel.grouping.sampling import SAMPLINGS, Pick, read_plan, training_groups, write_plan
+from taskrel.groups import Group, group_name
 from taskrel.predict import DefaultPredictor
-from taskrel.problem import Problem, check_fingerprint, load_problem
-from taskrel.sampling import SAMPLINGS, Pick, read_plan, training_groups, write_plan
-from taskrel.train.store import RunStore
-from taskrel.train.sweep import open_store, run_sweep
+from taskrel.problem import Problem, load_problem
 
 #: The affinity the pipeline measures, and why (benchmarks/results/predictors_chemical.json: the
-#: validation-weighted ETAP score predicts measured gains, r = 0.45, where the plain time average does not).
+#: validation-weighted ETAP score predicts measured gains where the plain time average does not).
 AFFINITY = ("etap", "validation")
 AFFINITY_TEXT = (
     "ETAP score (no momentum, loss-normalised), epochs weighted by the target's validation improvement "
     "(the variant the Chemical benchmark showed best)"
 )
-
-
-class PipelineError(TaskrelError):
-    """A training the pipeline needs failed; the message names the group, seed and the error."""
 
 
 @dataclass
@@ -56,68 +57,55 @@ class PipelineResult:
     fingerprint: dict
     store: str
     affinity: AffinityMatrix
+    affinity_text: str
     sampling: str
     training: list[Pick]  # the groups trained to fit the predictor, in order, with why
-    predictions: pd.DataFrame  # group, task, gain (predicted) for every candidate (pairs for many tasks)
-    chosen: list[str]
-    served: dict[str, Serving]
-    table: GainTable  # measured: singles, training groups, chosen groups
-    cross_validated: pd.DataFrame  # group, task, predicted, measured for held-out training groups
+    predictions: pd.DataFrame  # group, task, gain (predicted, validation) of every candidate of the pool
+    decision: Decision
+    serving: Serving
+    table: GainTable  # measured: singles, ALL, training groups, chosen groups (test gains, val losses)
+    cross_validated: pd.DataFrame  # group, task, predicted, measured: leave-one-group-out, training groups
     constraints: dict
-    selection: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     command: str = ""
 
     @property
-    def serving(self) -> dict[str, str]:
+    def chosen(self) -> list[str]:
+        return [group_name(g, self.tasks) for g in self.decision.groups]
+
+    @property
+    def served(self) -> dict[str, str]:
         """Task → the group text serving it (the task's own name where its STL model serves it)."""
-        return {t: s.group for t, s in self.served.items()}
+        return self.serving.models()
 
     def per_task(self) -> pd.DataFrame:
-        """Per task: STL loss, naive-MTL loss, serving group and why, predicted and realised gain and loss."""
+        """Per task: serving model and evidence; STL, ALL, D and served test losses; predicted and realised gain."""
         means = self.table.mean().set_index(["group", "task"])
         stl = self.table.stl_loss()
         everything = group_name(self.tasks, self.tasks)
         predicted = self.predictions.set_index(["group", "task"])["gain"]
         rows = []
         for t in self.tasks:
-            group = self.serving[t]
+            s = self.serving.tasks[t]
             rows.append({
-                "task": t, "serving_group": group, "why": self.served[t].reason, "stl_loss": stl[t],
+                "task": t, "serving_group": s.model, "why": s.evidence, "stl_loss": stl[t],
                 "naive_mtl_loss": means.loc[(everything, t), "test_loss"],
-                "selected_loss": means.loc[(group, t), "test_loss"],
-                "predicted_gain": float(predicted.get((group, t), 0.0)),
-                "realised_gain": means.loc[(group, t), "gain"],
+                "default_loss": means.loc[(s.default, t), "test_loss"],
+                "selected_loss": means.loc[(s.model, t), "test_loss"],
+                "predicted_gain": float(predicted.get((s.model, t), 0.0)),
+                "realised_gain": means.loc[(s.model, t), "gain"],
             })  # fmt: skip
         return pd.DataFrame(rows)
 
     def totals(self) -> dict[str, float]:
+        """Total test loss of STL, ALL ("naive_mtl"), the default D and the served models ("selected")."""
         frame = self.per_task()
-        return {name: float(frame[f"{name}_loss"].sum()) for name in ("stl", "naive_mtl", "selected")}
+        return {name: float(frame[f"{name}_loss"].sum()) for name in ("stl", "naive_mtl", "default", "selected")}
 
-    def safe_on_test(self) -> float:
-        """Fraction of tasks whose served test loss is at most their STL test loss."""
+    def not_worse_than_default(self) -> float:
+        """Fraction of tasks whose served test loss is at most their test loss on D."""
         frame = self.per_task()
-        return float((frame["selected_loss"] <= frame["stl_loss"]).mean())
-
-
-def _table_of(store: Path, fingerprint: dict, tasks: list[str], split: str = "test") -> GainTable:
-    """Every finished run of the store as a gain table, gains of `split`."""
-    with RunStore(store, fingerprint) as runs:
-        records = [(r.group, r.seed, r.val_loss, r.test_loss) for r in runs.records("done")]
-    return GainTable.from_runs(records, tasks, split=split)
-
-
-def _train(problem: Problem, groups: list[Group], seeds: int, store: Path, sweep: dict) -> None:
-    """Sweep `groups` into the store; any failed run of them stops the pipeline with its message."""
-    report = run_sweep(problem, groups, seeds, store, **sweep)
-    if report.failures:
-        key, error = report.failures[0]
-        more = f" ({len(report.failures) - 1} more failed)" if len(report.failures) > 1 else ""
-        raise PipelineError(
-            f"training {key.group} (seed {key.seed}) failed: {error}{more}; fix it and rerun, "
-            f"or `taskrel sweep --retry-failed` on {store}"
-        )
+        return float((frame["selected_loss"] <= frame["default_loss"] + 1e-12).mean())
 
 
 def run_pipeline(
@@ -128,7 +116,7 @@ def run_pipeline(
     sampling: str = "random",
     max_groups: int = 3,
     budget: float | None = None,
-    seeds: int = 1,
+    seeds: int | Sequence[int] = 1,
     workers: int = 1,
     executor: str = "local",
     address: str | None = None,
@@ -140,187 +128,111 @@ def run_pipeline(
     """Run (or resume) the pipeline on `problem`; writes ``out/report.html``, ``out/report.md`` and figures.
 
     `train_groups` groups (the all-task group included) are trained to fit the predictor, chosen by
-    `sampling` (``random`` or ``adaptive``, see `taskrel.sampling`; adaptive batches hold `workers`
-    groups). `max_groups` and `budget` (a bound on Σ|G|, since training compute grows with group
-    size) count the chosen groups of two or more tasks; a task no chosen group helps keeps its STL
-    model, which costs nothing more. With more than `MAX_ENUMERATED_TASKS` tasks, the predictor gives
-    the gain of every pair and the compact pairwise program partitions the tasks into at most
-    `max_groups` groups (`time_limit` seconds, 1 % gap); sampling is then random.
+    `sampling` (``random`` or ``adaptive``, see `taskrel.grouping.sampling`; adaptive batches hold
+    `workers` groups). `max_groups` and `budget` (a bound on Σ|G| over the new groups, since training
+    compute grows with group size) limit the groups chosen; `time_limit` bounds the selection program
+    (seconds; its status is reported). `seeds`: training seeds per group, a count S (0 … S − 1) or the
+    seeds themselves; `seed` seeds the affinity run, the group sampling and the serving's row split.
     """
     problem = load_problem(problem)
     out = Path(out)
     tasks = list(problem.tasks)
-    fingerprint = check_fingerprint(problem)
-    name = str(fingerprint.get("name", "problem"))
-    enumerate_groups = len(tasks) <= MAX_ENUMERATED_TASKS
     if train_groups < 1:
         raise ConfigError(f"--train-groups must be ≥ 1, got {train_groups}")
     if sampling not in SAMPLINGS:
         raise ConfigError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
-    if sampling == "adaptive" and not enumerate_groups:
-        raise ConfigError(
-            f"--sampling adaptive needs enumerated candidate groups (≤ {MAX_ENUMERATED_TASKS} tasks); "
-            f"{name} has {len(tasks)}: use --sampling random"
-        )
-    if budget is not None and not enumerate_groups:
-        raise ConfigError(
-            f"--budget needs enumerated candidate groups (≤ {MAX_ENUMERATED_TASKS} tasks); {name} has {len(tasks)}"
-        )
     out.mkdir(parents=True, exist_ok=True)
-    store = Path(store) if store is not None else out / "runs.db"
-    open_store(store, problem).close()  # a store of another problem is refused before any training
-    sweep = dict(workers=workers, executor=executor, address=address, progress=progress)
     seconds: dict[str, float] = {}
+    clock = time.perf_counter()
 
-    started = time.perf_counter()
-    _train(problem, [frozenset([t]) for t in tasks], seeds, store, sweep)
-    seconds["stl"] = time.perf_counter() - started
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = seconds.get(stage, 0.0) + now - clock
+        clock = now
 
-    started = time.perf_counter()
-    affinity_file = out / "affinity.csv"
-    if affinity_file.exists():
-        affinity = AffinityMatrix.read_csv(affinity_file, method="etap-validation")
-        if affinity.tasks != tuple(tasks):
-            raise ConfigError(f"{affinity_file} is for tasks {affinity.tasks}, not {tuple(tasks)}; remove it")
-    else:
-        try:
-            affinity, _ = measure_affinity(problem, AFFINITY[0], seed=seed, weighting=AFFINITY[1])
-        except Exception as exc:  # the user's training code: name the run that failed, keep the cause chained
-            name_all = group_name(tasks, tasks)
-            raise PipelineError(
-                f"training {name_all} (seed {seed}) for the affinity failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        affinity.to_csv(affinity_file)
-    affinity.plot(out / "affinity.png", title=f"ETAP affinity on {name}: A[source, target]")
-    seconds["affinity"] = time.perf_counter() - started
+    with Runs(problem, store if store is not None else out / "runs.db", seeds, workers=workers,
+              executor=executor, address=address, progress=progress) as runs:  # fmt: skip
+        name = str(runs.fingerprint.get("name", "problem"))
+        runs.train([frozenset([t]) for t in tasks])
+        lap("stl")
 
-    started = time.perf_counter()
-    stl = _table_of(store, fingerprint, tasks, split="val").stl_loss()  # validation losses
+        everything = frozenset(tasks)
+        affinity = _affinity(problem, runs, out, seed)
+        affinity.plot(out / "affinity.png", title=f"ETAP affinity on {name}: A[source, target]")
+        runs.train([everything])
+        lap("affinity")
 
-    def measure(groups: list[Group]) -> pd.DataFrame:
-        """Train `groups`; their measured validation gains (every decision is made on validation)."""
-        _train(problem, groups, seeds, store, sweep)
-        names = {group_name(g, tasks) for g in groups}
-        measured = _table_of(store, fingerprint, tasks, split="val").mean()
-        return measured[measured["group"].isin(names)][["group", "task", "gain"]]
+        def measure(groups: list[Group]) -> pd.DataFrame:
+            """Train `groups`; their measured validation gains (every decision is made on validation)."""
+            runs.train(groups)
+            measured = runs.table(groups).with_split("val").mean()
+            names = {group_name(g, tasks) for g in groups}
+            return measured[measured["group"].isin(names)][["group", "task", "gain"]]
 
-    def decide(gains: pd.DataFrame) -> list[Group]:
-        return choose_groups(gains, tasks, stl, max_groups=max_groups, budget=budget).groups
+        def choose(gains: pd.DataFrame) -> list[Group]:
+            return decide(runs.table(), gains, max_groups=max_groups, budget=budget, time_limit=time_limit).groups
 
-    plan = out / "training_groups.json"
-    training = training_groups(
-        tasks, train_groups, sampling, measure=measure, fit=lambda g: DefaultPredictor().fit(affinity, g),
-        decide=decide, stl=stl, batch=workers, seed=seed, done=read_plan(plan, sampling, seed, tasks),
-        record=lambda picks: write_plan(plan, sampling, seed, picks, tasks),
-    )  # fmt: skip
-    seconds["training_groups"] = time.perf_counter() - started
+        plan = out / "training_groups.json"
+        candidates = candidate_pool(tasks, runs.table(), affinity) if sampling == "adaptive" else None
+        training = training_groups(
+            tasks, train_groups, sampling, measure=measure, fit=lambda g: DefaultPredictor().fit(affinity, g),
+            decide=choose, stl=runs.table().with_split("val").stl_loss(), candidates=candidates, batch=workers,
+            seed=seed, done=read_plan(plan, sampling, seed, tasks),
+            record=lambda picks: write_plan(plan, sampling, seed, picks, tasks),
+        )  # fmt: skip
+        lap("training_groups")
 
-    started = time.perf_counter()
-    train_frame = measure([p.group for p in training])
-    model = DefaultPredictor().fit(affinity, train_frame)
-    held_out = _cross_validate(affinity, train_frame, [p.group for p in training if len(p.group) >= 2], tasks)
-    constraints = {"max_groups": max_groups, **({"budgets": {"size": budget}} if budget is not None else {})}
-    if enumerate_groups:
-        predictions = model.predict(candidate_groups(tasks))
-        choice = choose_groups(predictions, tasks, stl, max_groups=max_groups, budget=budget)
-    else:
-        predictions = model.predict(list(all_groups(tasks, [2])))
-        choice = choose_partition(predictions, tasks, stl, max_groups=max_groups, time_limit=time_limit, seed=seed)
-        larger = [g for g in choice.groups if len(g) > 2]
-        predictions = pd.concat([predictions, model.predict(larger)], ignore_index=True)
-    seconds["predict_and_select"] = time.perf_counter() - started
+        trained = runs.table()
+        model = DefaultPredictor().fit(affinity, trained.with_split("val"))
+        lap("predictor_fit")
+        pool = candidate_pool(tasks, trained, affinity)
+        predictions = model.predict(pool)
+        if len(tasks) > MAX_ENUMERATED_TASKS:
+            extra = [g for g in refine(trained, marginal_values(trained, predictions)) if g not in set(pool)]
+            predictions = pd.concat([predictions, model.predict(extra)], ignore_index=True)
+        lap("pool_scoring")
+        decision = decide(trained, predictions, max_groups=max_groups, budget=budget, time_limit=time_limit)
+        lap("selection")
 
-    started = time.perf_counter()
-    _train(problem, [g for g in choice.groups if len(g) > 1], seeds, store, sweep)
-    table = _table_of(store, fingerprint, tasks)
-    chosen_names = [group_name(g, tasks) for g in choice.groups]
-    served = serve(table, chosen_names)
-    seconds["chosen_groups"] = time.perf_counter() - started
+        runs.train(decision.groups)
+        lap("chosen_groups")
+        table = runs.table()
+        serving = serve(table, runs.validation_rows(), seed=seed)
+        lap("serving")
 
-    result = PipelineResult(
-        name, tasks, list(range(seeds)), fingerprint, str(store), affinity, sampling, training, predictions,
-        chosen_names, served, table, held_out, constraints, choice.text, seconds, " ".join(["taskrel", *sys.argv[1:]]),
-    )  # fmt: skip
-    from taskrel.report.document import write_report
+        held_out = model.leave_group_out().rename(columns={"gain": "measured"})
+        constraints = {"max_groups": max_groups, **({"budgets": {"size": budget}} if budget is not None else {})}
+        result = PipelineResult(
+            name, tasks, runs.seeds, runs.fingerprint, str(runs.path), affinity, AFFINITY_TEXT, sampling,
+            training, predictions, decision, serving, table, held_out, constraints, seconds,
+            " ".join(["taskrel", *sys.argv[1:]]),
+        )  # fmt: skip
+        from taskrel.grouping.report import write_report
 
-    write_report(result, out)
+        write_report(result, out)
+        lap("report")
     return result
 
 
-def _cross_validate(
-    affinity: AffinityMatrix, frame: pd.DataFrame, groups: list[Group], tasks: list[str]
-) -> pd.DataFrame:
-    """Leave-one-group-out predictions for the training groups (what the fit did not see)."""
-    rows = []
-    for held in groups:
-        name = group_name(held, tasks)
-        rest = frame[frame["group"] != name]
-        if rest["group"].nunique() < 2:
-            continue
-        predicted = DefaultPredictor().fit(affinity, rest).predict([held])
-        merged = predicted.merge(frame, on=["group", "task"], suffixes=("_pred", ""))
-        rows += [{"group": name, "task": t, "predicted": p, "measured": m}
-                 for t, p, m in zip(merged["task"], merged["gain_pred"], merged["gain"], strict=True)]  # fmt: skip
-    return pd.DataFrame(rows, columns=["group", "task", "predicted", "measured"])
+def _affinity(problem: Problem, runs: Runs, out: Path, seed: int) -> AffinityMatrix:
+    """The ETAP affinity of one all-task run (read back from ``out/affinity.csv`` when present); the run is kept."""
+    tasks = list(problem.tasks)
+    path = out / "affinity.csv"
+    if path.exists():
+        affinity = AffinityMatrix.read_csv(path, method="etap-validation")
+        if affinity.tasks != tuple(tasks):
+            raise ConfigError(f"{path} is for tasks {affinity.tasks}, not {tuple(tasks)}; remove it")
+        return affinity
+    try:
+        affinity, result = measure_affinity(problem, AFFINITY[0], seed=seed, weighting=AFFINITY[1])
+    except Exception as exc:  # the user's training code: name the run that failed, keep the cause chained
+        raise TrainingFailed(
+            f"training {group_name(tasks, tasks)} (seed {seed}) for the affinity failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    runs.keep(frozenset(tasks), seed, result)
+    affinity.to_csv(path)
+    return affinity
 
 
-def _pipeline(args: argparse.Namespace) -> int:
-    from taskrel.cli import emit_json
-    from taskrel.train.cli import problem_from_args
-
-    result = run_pipeline(
-        problem_from_args(args), args.out, train_groups=args.train_groups, sampling=args.sampling,
-        max_groups=args.max_groups,
-        budget=args.budget, seeds=args.seeds, workers=args.workers, executor=args.executor, address=args.address,
-        store=args.store, seed=args.seed, time_limit=args.time_limit, progress=not args.json and not args.quiet,
-    )  # fmt: skip
-    totals = result.totals()
-    summary = {
-        "chosen": result.chosen, "serving": result.serving, "total_test_loss": totals,
-        "tasks_not_worse_than_stl_on_test": result.safe_on_test(), "sampling": result.sampling,
-        "training_groups": [group_name(p.group, result.tasks) for p in result.training],
-        "report": str(Path(args.out) / "report.html"), "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
-    }  # fmt: skip
-    if args.json:
-        emit_json(summary)
-    else:
-        gain = 100 * (totals["stl"] - totals["selected"]) / totals["stl"]
-        print(
-            f"chose {', '.join(result.chosen)}: total test loss {totals['selected']:.4f} "
-            f"(STL {totals['stl']:.4f}, one all-task model {totals['naive_mtl']:.4f}; {gain:+.1f}% vs STL)"
-        )
-        print(f"report: {summary['report']}")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    from taskrel.train.cli import add_problem_options
-    from taskrel.train.executors import EXECUTORS
-
-    parser = subparsers.add_parser("pipeline", help="affinity → sampled groups → gain predictor → selection → report")
-    add_problem_options(parser)
-    parser.add_argument("--train-groups", type=int, default=10, help="groups trained to fit the predictor")
-    parser.add_argument(
-        "--sampling", choices=SAMPLINGS, default="random",
-        help="how the training groups are chosen: at random, or adaptively for the decision (Thompson sampling)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--max-groups", type=int, default=3, help="at most this many groups of ≥ 2 tasks are chosen (STL is free)"
-    )
-    parser.add_argument("--budget", type=float, help="limit on Σ|G| over the chosen groups of ≥ 2 tasks")
-    parser.add_argument("--seeds", type=int, default=1, help="training seeds per group (default 1)")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--executor", choices=EXECUTORS, default="local")
-    parser.add_argument("--address", help="address of an existing Ray cluster")
-    parser.add_argument("--store", help="run store (default OUT/runs.db)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the affinity run and group sampling")
-    parser.add_argument(
-        "--time-limit", type=float, default=60.0, help="seconds for the pairwise program (more than 14 tasks)"
-    )
-    parser.add_argument("--out", required=True, help="output folder for report.html, report.md and figures")
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    parser.set_defaults(func=_pipeline)
-
-
-__all__ = ["PipelineError", "PipelineResult", "run_pipeline"]
+__all__ = ["AFFINITY", "AFFINITY_TEXT", "PipelineResult", "run_pipeline"]

@@ -3,7 +3,8 @@
 Each trained group is the expensive unit of the method, so `training_groups` decides which ones:
 
 - ``random``: the all-task group, then groups drawn at random, spread evenly over the sizes
-  2 … n − 1 (`taskrel.train.sweep.stratified_groups`).
+  2 … n − 1 (`taskrel.train.sweep.stratified_groups`; with fewer groups than sizes, the sizes are
+  spaced evenly over the range, so about half the groups hold n/2 tasks or more).
 - ``adaptive``: the all-task group and `ADAPTIVE_START` random ones; then, `batch` groups at a time
   (the number of workers, so the pool stays busy), Thompson sampling of the decision: the
   predictor is refitted on every group trained so far, each joint posterior draw of the gains
@@ -26,8 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from taskrel.decision import MAX_ENUMERATED_TASKS, candidate_groups
 from taskrel.errors import ConfigError, DataError
+from taskrel.grouping.decision import MAX_ENUMERATED_TASKS, candidate_groups
 from taskrel.groups import Group, group_name, parse_group
 from taskrel.predict.base import GainPredictor
 from taskrel.train.sweep import stratified_groups
@@ -56,6 +57,7 @@ def training_groups(
     fit: Callable[[pd.DataFrame], GainPredictor],
     decide: Callable[[pd.DataFrame], list[Group]],
     stl: dict[str, float],
+    candidates: Sequence[Group] | None = None,
     batch: int = 1,
     seed: int = 0,
     done: Sequence[Pick] = (),
@@ -66,7 +68,9 @@ def training_groups(
     `measure(groups)` trains the groups not yet trained and returns the measured gains (columns
     group, task, gain) of every group given; `fit(gains)` returns a fitted predictor that can
     `sample`; `decide(gains)` returns the groups the selection program chooses for gains of every
-    candidate. `done`: picks of an earlier, interrupted call (from `read_plan`), kept as they are;
+    candidate. `candidates`: the groups adaptive sampling draws from (default: every group, which
+    needs at most `MAX_ENUMERATED_TASKS` tasks; `taskrel.grouping.pool` builds them beyond).
+    `done`: picks of an earlier, interrupted call (from `read_plan`), kept as they are;
     `record(picks)` is called whenever picks are added, before they are trained.
     """
     if sampling not in SAMPLINGS:
@@ -88,10 +92,11 @@ def training_groups(
         taken = {p.group for p in picks}
         drawn = stratified_groups(tasks, start - 1, seed, range(2, len(tasks)))
         add([Pick(g, "random, stratified by size") for g in drawn if g not in taken][: start - len(picks)])
-    if sampling == "adaptive" and len(picks) < count:
+    if sampling == "adaptive" and len(picks) < count and candidates is None:
         if len(tasks) > MAX_ENUMERATED_TASKS:
             raise ConfigError(
-                f"adaptive sampling enumerates every group: at most {MAX_ENUMERATED_TASKS} tasks, got {len(tasks)}"
+                f"adaptive sampling over every group needs at most {MAX_ENUMERATED_TASKS} tasks, got {len(tasks)}: "
+                "give it candidates (taskrel.grouping.pool.candidate_pool)"
             )
         candidates = candidate_groups(tasks)
     while sampling == "adaptive" and len(picks) < count:

@@ -26,6 +26,9 @@ from taskrel.errors import ConfigError, DataError, NonFiniteError
 from taskrel.gains import GainTable
 from taskrel.groups import Group, group_name, make_group, ordered, parse_group
 
+#: Rows predicted per call of a predictor's `_predict` (predictions of rows are independent).
+PREDICT_CHUNK = 8192
+
 
 def gain_frame(gains: GainTable | pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
     """Mean measured gain per (group, task) as a frame with a parsed `members` column."""
@@ -122,14 +125,16 @@ class GainPredictor(BaseEstimator):
         rows["gain"] = 0.0
         if return_std:
             rows["gain_std"] = 0.0
-        multi = rows["members"].map(len) >= 2
-        if multi.any():
-            chosen = rows[multi].reset_index(drop=True)
+        multi = np.flatnonzero((rows["members"].map(len) >= 2).to_numpy())
+        for start in range(0, len(multi), PREDICT_CHUNK):  # rows are independent: chunks bound the memory
+            part = multi[start : start + PREDICT_CHUNK]
+            chosen = rows.iloc[part].reset_index(drop=True)
             if return_std:
                 mean, std = self._predict_with_std(chosen)
-                rows.loc[multi, "gain"], rows.loc[multi, "gain_std"] = mean, std
+                rows.iloc[part, rows.columns.get_loc("gain")] = mean
+                rows.iloc[part, rows.columns.get_loc("gain_std")] = std
             else:
-                rows.loc[multi, "gain"] = self._predict(chosen)
+                rows.iloc[part, rows.columns.get_loc("gain")] = self._predict(chosen)
         return rows.drop(columns="members")
 
     def sample(self, groups: Iterable[Group | str], draws: int = 1, seed: int | None = None) -> pd.DataFrame:

@@ -49,9 +49,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         emit_json(payload)
     else:
         print(f"pairwise affinity vs measured pair gain: r = {result['pairwise_affinity_vs_gain']:.3f}")
+        print(f"{result['test_groups']} test groups; r: pooled over (group, task) entries; r_task: per-task r across "
+              "test groups, averaged over tasks (nan for the constant-per-task baselines all_task_gain, "
+              "task_mean_gain)")  # fmt: skip
         for name, by_size in result["methods"].items():
-            cells = "  ".join(f"|G|={s}: r={v['pearson']:.3f} R²={v['r2']:.3f}" for s, v in by_size.items())
-            print(f"{name:12s} {cells}", file=sys.stdout)
+            cells = "  ".join(f"|G|={s}: r={v['pearson']:.3f} r_task={v['within_task_pearson']:.3f} R²={v['r2']:.3f}"
+                              for s, v in by_size.items())  # fmt: skip
+            print(f"{name:16s} {cells}", file=sys.stdout)
     return 0
 
 

@@ -1,13 +1,14 @@
 """The recommended gain predictor: a stack of nested hierarchical models weighted by held-out error.
 
 `DefaultPredictor` fits `HierarchicalPredictor` with each of a few nested term sets (per-target
-offsets only; plus target-specific member effects; plus the affinity feature) and predicts the
-convex combination of their predictions whose leave-one-group-out squared error on the training
-groups is lowest (weights on a grid of step ``step`` on the simplex; ties go to the weight vector
-found first, which favours the simpler models). The rule uses the training groups only: nothing
-about the groups to be predicted enters it. The affinity term is a candidate only when an
-affinity matrix is given, so the predictor also works from measured gains alone. With a single
-training group nothing can be held out and the first candidate alone is used.
+offsets; plus target-specific member effects; then either plus the affinity feature or plus a
+slope on the log group size, which extrapolates to groups larger than the trained ones) and
+predicts the convex combination of their predictions whose leave-one-group-out squared error on
+the training groups is lowest (weights on a grid of step ``step`` on the simplex; ties go to the
+weight vector found first, which favours the simpler models). The rule uses the training groups
+only: nothing about the groups to be predicted enters it. The affinity term is a candidate only
+when an affinity matrix is given, so the predictor also works from measured gains alone. With a
+single training group nothing can be held out and the first candidate alone is used.
 
 The predictive standard deviation is that of the mixture: √(Σ_k w_k (σ_k² + (μ_k − μ)²)); a
 posterior draw picks candidate k with probability w_k and draws from it.
@@ -27,7 +28,7 @@ from taskrel.errors import ConfigError
 from taskrel.predict.base import GainPredictor
 from taskrel.predict.hierarchical import TERMS, HierarchicalPredictor
 
-CANDIDATES = (("offset",), ("offset", "specific"), ("offset", "specific", "affinity"))
+CANDIDATES = (("offset",), ("offset", "specific"), ("offset", "specific", "affinity"), ("offset", "specific", "size"))
 
 
 class DefaultPredictor(GainPredictor):
@@ -85,6 +86,16 @@ class DefaultPredictor(GainPredictor):
             if len(columns):
                 out[:, columns] = model._sample(rows, rng, len(columns))
         return out
+
+    def leave_group_out(self) -> pd.DataFrame:
+        """Leave-one-group-out predictions of the training rows: group, task, gain, predicted.
+
+        Each component's closed form (`HierarchicalPredictor.leave_group_out`, fitted variances kept),
+        mixed by the fitted weights; those weights were chosen on these same predictions.
+        """
+        held = [model.leave_group_out() for model in self.models_]
+        mixed = np.column_stack([h["predicted"].to_numpy() for h in held]) @ self.weights_
+        return held[0][["group", "task", "gain"]].assign(predicted=mixed)
 
     def mixture(self) -> dict[str, float]:
         """Weight of every candidate model, keyed by its terms joined with ``+``."""

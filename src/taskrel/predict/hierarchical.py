@@ -2,13 +2,14 @@
 
 For a group G and member task t (gain(G → t) = (L_STL(t) − L_G(t)) / L_STL(t), positive = G helps t):
 
-    gain(G → t) = μ + b_t + Σ_{u ∈ G∖{t}} (s_u + w_{t,u}) + c · z(G → t) + ε
+    gain(G → t) = μ + b_t + Σ_{u ∈ G∖{t}} (s_u + w_{t,u}) + c · z(G → t) + d · log|G| + ε
 
 with independent Gaussian priors b_t ~ N(0, σ_b²) (per-target offset, ``"offset"``), s_u ~ N(0, σ_s²)
 (effect of having u in the group, shared by every target, ``"shared"``), w_{t,u} ~ N(0, σ_w²)
 (target-specific deviation from it, ``"specific"``; with the shared term the effect of u on t is
 shrunk toward s_u), c ~ N(0, σ_c²) (slope on the standardised group affinity z(G → t), the mean
-of A[u, t] over the other members u, ``"affinity"``), μ ~ N(0, σ_μ²) and noise ε ~ N(0, σ_ε²).
+of A[u, t] over the other members u, ``"affinity"``), d ~ N(0, σ_d²) (slope on the standardised
+log group size, ``"size"``), μ ~ N(0, σ_μ²) and noise ε ~ N(0, σ_ε²).
 Integrating the coefficients out gives a Gaussian process whose kernel is the sum of one block per
 term; the variances are set by maximising the marginal likelihood of the training gains (type-II
 maximum likelihood; a weak N(0, 2²) prior on each log variance, in units of the gains' variance,
@@ -31,7 +32,7 @@ from scipy.optimize import minimize
 from taskrel.errors import ConfigError, ModelError
 from taskrel.predict.base import GainPredictor, group_affinity, membership
 
-TERMS = ("offset", "shared", "specific", "affinity")
+TERMS = ("offset", "shared", "specific", "affinity", "size")
 LOG_VARIANCE_BOUNDS = (-12.0, 4.0)
 PRIOR_SCALE = 2.0
 JITTER = 1e-9
@@ -61,6 +62,8 @@ class HierarchicalPredictor(GainPredictor):
         self.terms_ = terms
         z = self._affinity_feature(train)
         self.z_mean_, self.z_scale_ = float(z.mean()), float(z.std()) or 1.0
+        size = _log_size(train)
+        self.size_mean_, self.size_scale_ = float(size.mean()), float(size.std()) or 1.0
         y = train["gain"].to_numpy(float)
         self.y_mean_, self.y_scale_ = float(y.mean()), float(y.std()) or 1.0
         target = (y - self.y_mean_) / self.y_scale_
@@ -76,12 +79,13 @@ class HierarchicalPredictor(GainPredictor):
     def _affinity_feature(self, rows: pd.DataFrame) -> np.ndarray:
         return group_affinity(self.affinity_, rows) if "affinity" in self.terms_ else np.zeros(len(rows))
 
-    def _features(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(target one-hot, multi-hot of the *other* members, standardised affinity feature) per row."""
+    def _features(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(target one-hot, multi-hot of the *other* members, standardised affinity and log-size features) per row."""
         target = membership([[t] for t in rows["task"]], self.tasks_)
         others = membership(list(rows["members"]), self.tasks_) - target
         z = (self._affinity_feature(rows) - self.z_mean_) / self.z_scale_
-        return target, others, z
+        size = (_log_size(rows) - self.size_mean_) / self.size_scale_
+        return target, others, z, size
 
     def _blocks(self, a: tuple, b: tuple, diagonal: bool = False) -> list[np.ndarray]:
         """Kernel block of every term between the rows of `a` and `b`, then the constant (mean) block.
@@ -92,7 +96,8 @@ class HierarchicalPredictor(GainPredictor):
         same_target = product(a[0], b[0])
         shared = product(a[1], b[1])
         block = {"offset": same_target, "shared": shared, "specific": same_target * shared,
-                 "affinity": a[2] * b[2] if diagonal else np.outer(a[2], b[2])}  # fmt: skip
+                 "affinity": a[2] * b[2] if diagonal else np.outer(a[2], b[2]),
+                 "size": a[3] * b[3] if diagonal else np.outer(a[3], b[3])}  # fmt: skip
         return [block[t] for t in self.terms_] + [np.ones_like(same_target)]
 
     def _predict(self, rows: pd.DataFrame) -> np.ndarray:
@@ -112,14 +117,14 @@ class HierarchicalPredictor(GainPredictor):
         k = len(self.tasks_)
         coefficients = {"offset": rng.standard_normal((k, draws)), "shared": rng.standard_normal((k, draws)),
                         "specific": rng.standard_normal((k, k, draws)), "affinity": rng.standard_normal(draws),
-                        "mean": rng.standard_normal(draws)}  # fmt: skip
+                        "size": rng.standard_normal(draws), "mean": rng.standard_normal(draws)}  # fmt: skip
         coefficients = {name: scale[name] * value for name, value in coefficients.items() if name in scale}
 
         def prior_draw(features: tuple) -> np.ndarray:
-            target, others, z = features
+            target, others, z, size = features
             value = {"offset": lambda c: target @ c, "shared": lambda c: others @ c,
-                     "specific": lambda c: np.einsum("nt,nu,tud->nd", target, others, c),
-                     "affinity": lambda c: np.outer(z, c),
+                     "specific": lambda c: _per_target(target, others, c),
+                     "affinity": lambda c: np.outer(z, c), "size": lambda c: np.outer(size, c),
                      "mean": lambda c: np.broadcast_to(c, (len(z), draws))}  # fmt: skip
             return sum(value[name](c) for name, c in coefficients.items())
 
@@ -150,6 +155,20 @@ class HierarchicalPredictor(GainPredictor):
         """Fitted prior variance of every term (and ``"mean"``, ``"noise"``), in squared gain units."""
         names = [*self.terms_, "mean", "noise"]
         return {n: float(np.exp(v)) * self.y_scale_**2 for n, v in zip(names, self.log_variances_, strict=True)}
+
+
+def _per_target(target: np.ndarray, others: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
+    """Σ_u others[n, u]·c[t_n, u, :] with t_n the target of row n (one product per target task)."""
+    out = np.zeros((len(target), coefficients.shape[-1]))
+    index = target.argmax(axis=1)
+    for t in np.unique(index):
+        rows = index == t
+        out[rows] = others[rows] @ coefficients[t]
+    return out
+
+
+def _log_size(rows: pd.DataFrame) -> np.ndarray:
+    return np.log(rows["members"].map(len).to_numpy(float))
 
 
 def _combine(blocks: list[np.ndarray], log_variances: np.ndarray) -> np.ndarray:

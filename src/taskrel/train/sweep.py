@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from taskrel.errors import ConfigError, DataError
 from taskrel.groups import Group, all_groups, group_name, make_group, parse_group
-from taskrel.problem import Problem, check_fingerprint, check_result, load_problem, problem_spec
+from taskrel.problem import GroupResult, Problem, check_fingerprint, check_result, load_problem, problem_spec
 from taskrel.train.executors import WorkerCrash, make_executor
 from taskrel.train.store import RunKey, RunRecord, RunStore
 
@@ -39,9 +39,12 @@ def stratified_groups(
     """`count` distinct random groups spread as evenly as possible over `sizes` (default 2..n).
 
     A size with fewer groups than its share gives all of them; the rest goes to the other sizes.
+    With fewer groups than sizes, the sizes used are spaced evenly from the smallest to the largest.
     """
     n = len(tasks)
     sizes = sorted(set(sizes)) if sizes is not None else list(range(2, n + 1))
+    if 0 < count < len(sizes):
+        sizes = [sizes[i] for i in np.unique(np.round(np.linspace(0, len(sizes) - 1, count)).astype(int))]
     available = {s: math.comb(n, s) for s in sizes}
     if count > sum(available.values()):
         raise ConfigError(f"asked for {count} groups but only {sum(available.values())} exist of sizes {sizes}")
@@ -147,11 +150,18 @@ def run_job(job: SweepJob) -> RunRecord:
         result = check_result(problem.train(members, job.seed), members, f"train({job.group!r}, seed={job.seed})")
     except Exception as exc:  # recorded as a failed run with its message; the sweep goes on
         return failed_record(job, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+    return result_record(job.group, job.seed, result)
+
+
+def result_record(group: str, seed: int, result: GroupResult) -> RunRecord:
+    """The stored form of a checked result (`check_result`) of `group` (canonical text) and `seed`."""
+    rows = getattr(result, "val_rows", None)
     return RunRecord(
-        job.group, job.seed, "done", dict(result.val_loss), dict(result.test_loss),
+        group, seed, "done", dict(result.val_loss), dict(result.test_loss),
         None if result.val_metric is None else dict(result.val_metric),
         None if result.test_metric is None else dict(result.test_metric),
         getattr(result, "epochs", None), getattr(result, "best_epoch", None), result.steps, result.seconds, None,
+        None if rows is None else {t: [float(v) for v in values] for t, values in rows.items()},
     )  # fmt: skip
 
 

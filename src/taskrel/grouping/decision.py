@@ -1,0 +1,313 @@
+"""One decision for every number of tasks: which new groups to train, and which model serves each task.
+
+A *model* is one trained group, named by its canonical text: a task's own name is its single-task
+(STL) model, the group of every task is the all-task model (ALL). Every decision is made on
+validation losses (the seed mean of a run's per-task loss); test data only scores the outcome.
+Gains follow gain(G → t) = (L_STL(t) − L_G(t)) / L_STL(t), positive = G helps t.
+
+**The default D** serves every task with the same kind of model: its STL model ("STL") or the
+all-task model ("ALL"), whichever has the lower total validation loss Σ_t L(t). Without a measured
+all-task model, D is STL.
+
+**`decide`: the new groups to train.** On offer at no cost are every trained model (each task's
+STL model, ALL and every training group) with its measured losses: a task's free value is
+v₀(t) = max(0, max over trained G ∋ t of L_D(t) − L_G(t)). An untrained candidate G, whose gains are
+predicted, adds for each member t the value max(0, L_D(t) − L_STL(t)·(1 − ĝ(G → t)) − v₀(t)). The
+exact MILP (HiGHS, `taskrel.select`) chooses at most `max_groups` candidates (and Σ|G| ≤ `budget`,
+the training compute) maximising the total; groups may overlap, and a task is planned on the best
+chosen group containing it, else on its best free model. The choice is optimal over the candidates
+given, and the planned total validation loss is never above D's (so never above STL's or ALL's).
+
+**`serve`: the model each task reads its predictions from.** Every task starts on D. A task moves
+to another trained model only on evidence: its validation rows are split at random (seeded per
+task) into a selection half and a check half; on the selection half, the paired per-row difference
+L_D − L_G must be significantly positive for the model G (one-sided t-test at level
+`alpha` / (number of the task's options), Bonferroni), and among the significant models the one
+with the largest mean improvement is taken. The moves as a whole are accepted only if the moved
+tasks' total loss is below D's on the check halves and on the whole validation set (so the served
+total validation loss is never above D's); otherwise every task stays on D. Without per-row
+validation losses (a problem that does not report them) nothing moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from taskrel.errors import DataError
+from taskrel.gains import GainTable
+from taskrel.groups import Group, all_groups, group_name, parse_group
+from taskrel.select import Constraints, GroupingProblem
+
+#: Up to this many tasks, every group of two or more tasks is a candidate (2^n − n − 1 of them).
+MAX_ENUMERATED_TASKS = 14
+#: Family-wise level of the per-task significance test of `serve`.
+ALPHA = 0.05
+DEFAULTS = ("STL", "ALL")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """New groups to train, with the plan that justified them (all on validation)."""
+
+    default: str  # "STL" or "ALL"
+    groups: list[Group]  # the new groups to train, at most max_groups, each of two or more tasks
+    plan: dict[str, str]  # task → the model it is planned on (measured, or a chosen group's prediction)
+    planned_loss: dict[str, float]  # task → its planned validation loss
+    default_loss: dict[str, float]  # task → its validation loss on D
+    text: str
+
+    @property
+    def reduction(self) -> float:
+        """Planned total validation-loss reduction over D (≥ 0)."""
+        return float(sum(self.default_loss[t] - self.planned_loss[t] for t in self.plan))
+
+
+def candidate_groups(tasks: Sequence[str]) -> list[Group]:
+    """Every group of two or more tasks (the candidates up to `MAX_ENUMERATED_TASKS` tasks)."""
+    return list(all_groups(tasks, range(2, len(tasks) + 1)))
+
+
+def validation_losses(table: GainTable) -> pd.Series:
+    """Seed-mean validation loss per (group text, task)."""
+    return table.frame.groupby(["group", "task"], sort=False)["val_loss"].mean()
+
+
+def default_models(table: GainTable) -> tuple[str, dict[str, str]]:
+    """D's name ("STL" or "ALL") and the model (group text) it serves each task with."""
+    tasks = list(table.tasks)
+    loss = validation_losses(table)
+    everything = group_name(tasks, tasks)
+    stl = {t: t for t in tasks}
+    if len(tasks) < 2 or not all((everything, t) in loss.index for t in tasks):
+        return "STL", stl
+    if sum(loss[(everything, t)] for t in tasks) < sum(loss[(t, t)] for t in tasks):
+        return "ALL", dict.fromkeys(tasks, everything)
+    return "STL", stl
+
+
+def free_values(table: GainTable) -> tuple[str, dict[str, str], dict[str, float], pd.DataFrame]:
+    """(D, D's model per task, D's loss per task, best trained model per task with its value v₀ ≥ 0)."""
+    tasks = list(table.tasks)
+    loss = validation_losses(table)
+    name, models = default_models(table)
+    base = {t: float(loss[(models[t], t)]) for t in tasks}
+    frame = loss.rename("loss").reset_index()
+    frame["value"] = frame["task"].map(base) - frame["loss"]
+    best = frame.sort_values("value", ascending=False, kind="stable").drop_duplicates("task").set_index("task")
+    free = pd.DataFrame({"model": [models[t] for t in tasks], "value": 0.0}, index=pd.Index(tasks, name="task"))
+    better = best.index[best["value"] > 0]
+    free.loc[better, "model"] = best.loc[better, "group"]
+    free.loc[better, "value"] = best.loc[better, "value"]
+    return name, models, base, free
+
+
+def marginal_values(table: GainTable, predicted: pd.DataFrame) -> pd.DataFrame:
+    """Rows (group, task, loss, value) of the untrained candidates of `predicted` (columns group, task, gain).
+
+    ``loss`` is the predicted validation loss L_STL(t)·(1 − min(ĝ, 1)) (a loss is never negative);
+    ``value`` is what serving t by the
+    group would add over the task's best free model (may be negative). Rows of groups already
+    trained in `table` and of single tasks are dropped.
+    """
+    missing = [c for c in ("group", "task", "gain") if c not in predicted.columns]
+    if missing:
+        raise DataError(f"predicted gains lack column(s) {missing}")
+    stl = table.with_split("val").stl_loss()
+    lacking = sorted(set(predicted["task"]) - set(stl))
+    if lacking:
+        raise DataError(f"no STL run for task(s) {lacking}: predicted gains are relative to it")
+    _, _, base, free = free_values(table)
+    trained = set(table.frame["group"])
+    frame = predicted[["group", "task", "gain"]].copy()
+    frame["group"] = frame["group"].astype(str)
+    frame = frame[frame["group"].str.contains("|", regex=False) & ~frame["group"].isin(trained)]
+    frame = frame.assign(loss=frame["task"].map(stl) * (1.0 - np.minimum(frame["gain"], 1.0)))  # a loss is ≥ 0
+    frame["value"] = frame["task"].map(base) - frame["loss"] - frame["task"].map(free["value"])
+    if not np.isfinite(frame["value"].to_numpy(float)).all():
+        bad = frame[~np.isfinite(frame["value"].to_numpy(float))].iloc[0]
+        raise DataError(f"predicted gain of task {bad['task']!r} in group {bad['group']!r} is not finite")
+    return frame.reset_index(drop=True)
+
+
+def decide(
+    table: GainTable,
+    predicted: pd.DataFrame | None,
+    *,
+    max_groups: int,
+    budget: float | None = None,
+    time_limit: float | None = None,
+) -> Decision:
+    """Choose at most `max_groups` new groups among the candidates of `predicted` (see the module docstring).
+
+    `table` holds every trained model's measured losses (STL runs required; the all-task group
+    should be among them, else D is STL); `predicted` has columns group, task, gain (validation
+    gains) for candidate groups, rows of trained groups being ignored (measured beats predicted).
+    """
+    tasks = list(table.tasks)
+    name, _, base, free = free_values(table)
+    plan = free["model"].to_dict()
+    planned = {t: base[t] - float(free.loc[t, "value"]) for t in tasks}
+    limits = f"at most {max_groups} new groups" + (f", Σ|G| ≤ {budget:g}" if budget is not None else "")
+    rows = marginal_values(table, predicted) if predicted is not None else pd.DataFrame()
+    pool = rows["group"].nunique() if len(rows) else 0
+    text = (
+        f"default D = {name} for every task (lower total validation loss); exact MILP (HiGHS) over {pool} "
+        f"untrained candidate groups, {limits}, maximising the predicted validation-loss reduction over D "
+        f"with every trained model (STL, ALL, {table.frame['group'].nunique() - len(tasks)} trained groups) "
+        "free"
+    )
+    useful = rows[rows["value"] > 0] if len(rows) else rows
+    if useful.empty:
+        return Decision(name, [], plan, planned, base, text + "; no candidate is predicted to add anything")
+    useful = useful.assign(size=useful["group"].map(lambda g: g.count("|") + 1))
+    constraints = Constraints(max_groups=int(max_groups), cover=False,
+                              budgets={"size": budget} if budget is not None else {})  # fmt: skip
+    program = GroupingProblem.from_frame(
+        useful[["group", "task", "value", "size"]], sense="max", constraints=constraints, tasks=tasks,
+        cost_columns=["size"] if budget is not None else [], source="predicted gains",
+    )  # fmt: skip
+    selection = program.solve(time_limit=time_limit)
+    serving = {t: g for t, g in selection.serving.items() if g is not None}
+    chosen = [parse_group(g, tasks) for g in selection.selected if g in set(serving.values())]
+    loss = useful.set_index(["group", "task"])["loss"]
+    for task, group in serving.items():
+        plan[task], planned[task] = group, float(loss[(group, task)])
+    status = "optimal" if selection.status == "optimal" else f"{selection.status}, gap {selection.gap:.2%}"
+    return Decision(name, chosen, plan, planned, base, f"{text} ({status})")
+
+
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TaskServing:
+    """The model serving one task and the evidence for it."""
+
+    model: str  # group text of the serving model
+    default: str  # group text of D's model for this task
+    val_loss: float  # full-validation loss of `model`
+    default_val_loss: float
+    options: int  # trained models other than D's that contain the task
+    evidence: str
+
+    @property
+    def moved(self) -> bool:
+        return self.model != self.default
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Per task, the model serving it; `check` is the held-out (moved tasks' loss, D's) of the moves."""
+
+    default: str
+    tasks: dict[str, TaskServing]
+    accepted: bool
+    check: tuple[float, float]
+    text: str
+
+    def models(self) -> dict[str, str]:
+        return {t: s.model for t, s in self.tasks.items()}
+
+
+#: Per (group text, task): the seed-mean loss of every validation row of the task, in a fixed row order.
+ValidationRows = Mapping[tuple[str, str], np.ndarray]
+
+
+def serve(table: GainTable, rows: ValidationRows | None, *, alpha: float = ALPHA, seed: int = 0) -> Serving:
+    """Serve every task from D unless another trained model in `table` is better on evidence (module docstring)."""
+    tasks = list(table.tasks)
+    loss = validation_losses(table)
+    name, models = default_models(table)
+    trained = list(dict.fromkeys(table.frame["group"]))
+    served, moves = {}, {}
+    for index, task in enumerate(tasks):
+        home = models[task]
+        options = [g for g in trained if g != home and (g, task) in loss.index]
+        keep = dict(model=home, default=home, val_loss=float(loss[(home, task)]),
+                    default_val_loss=float(loss[(home, task)]), options=len(options))  # fmt: skip
+        if not options:
+            served[task] = TaskServing(**keep, evidence="no other trained model contains it")
+            continue
+        if rows is None or (home, task) not in rows:
+            served[task] = TaskServing(**keep, evidence="no per-row validation losses: nothing can move")
+            continue
+        reference = np.asarray(rows[(home, task)], float)
+        if len(reference) < 4:
+            served[task] = TaskServing(**keep, evidence=f"{len(reference)} validation rows: too few to test")
+            continue
+        order = np.random.default_rng([seed, index]).permutation(len(reference))
+        pick, check = order[: len(order) // 2], order[len(order) // 2 :]
+        level = alpha / len(options)
+        best = None
+        for group in options:
+            if (group, task) not in rows:
+                continue
+            other = np.asarray(rows[(group, task)], float)
+            if other.shape != reference.shape:
+                raise DataError(
+                    f"validation rows of task {task!r}: {len(reference)} under {home!r}, "
+                    f"{len(other)} under {group!r}; runs of one problem must score the same rows"
+                )
+            difference = reference - other
+            p = _one_sided_p(difference[pick])
+            gain = float(difference[pick].mean())
+            if p < level and (best is None or gain > best[1]):
+                best = (group, gain, p, difference)
+        if best is None:
+            served[task] = TaskServing(
+                **keep, evidence=f"no model better than D at p < {level:.2g} on {len(pick)} selection rows"
+            )
+            continue
+        group, gain, p, difference = best
+        moves[task] = (float(reference[check].mean()), float(reference[check].mean() - difference[check].mean()),
+                       keep["val_loss"] - float(loss[(group, task)]))
+        evidence = (f"validation loss {-100 * gain / reference[pick].mean():+.1f} % vs D on {len(pick)} selection "
+                    f"rows, p = {p:.2g} < {level:.2g}")  # fmt: skip
+        served[task] = TaskServing(group, home, float(loss[(group, task)]), keep["val_loss"], len(options), evidence)
+    held_default = float(sum(d for d, _, _ in moves.values()))
+    held_moved = float(sum(m for _, m, _ in moves.values()))
+    accepted = held_moved < held_default and sum(g for _, _, g in moves.values()) > 0
+    if moves and not accepted:
+        for task in moves:
+            s = served[task]
+            why = s.evidence + "; not taken: the moves do not beat D on the check rows"
+            served[task] = TaskServing(s.default, s.default, s.default_val_loss, s.default_val_loss, s.options, why)
+    text = (
+        f"every task starts on D = {name}; a task moves to another trained model when its per-row validation "
+        f"losses are lower at the Bonferroni level {alpha:g}/(its options) on a random half of its rows, and "
+        f"the moves are kept only if they beat D on the other half: {len(moves)} significant, "
+        + ("kept" if accepted else "none" if not moves else "rejected")
+        + (f" (check rows: {held_moved:.4g} vs D's {held_default:.4g})" if moves else "")
+    )
+    return Serving(name, served, accepted or not moves, (held_moved, held_default), text)
+
+
+def _one_sided_p(difference: np.ndarray) -> float:
+    """p-value of the one-sided paired t-test that the mean of `difference` is > 0."""
+    n = len(difference)
+    spread = float(difference.std(ddof=1)) if n > 1 else 0.0
+    mean = float(difference.mean())
+    if spread == 0.0:
+        return 0.0 if mean > 0 else 1.0
+    return float(stats.t.sf(mean / (spread / np.sqrt(n)), n - 1))
+
+
+__all__ = [
+    "ALPHA",
+    "DEFAULTS",
+    "MAX_ENUMERATED_TASKS",
+    "Decision",
+    "Serving",
+    "TaskServing",
+    "ValidationRows",
+    "candidate_groups",
+    "decide",
+    "default_models",
+    "free_values",
+    "marginal_values",
+    "serve",
+    "validation_losses",
+]
