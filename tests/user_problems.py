@@ -30,7 +30,9 @@ from taskrel.train.callbacks import TrialEvaluator
 
 TASKS = ("HUFL", "MUFL", "OT")
 WINDOW = 12
-CONFIG = TrainConfig(optimizer="adam", lr=3e-3, batch_size=128, max_epochs=3, patience=10, max_steps=10_000)
+# stop_fraction=1: the user loop below watches and reports every validation row, as the built-in trainer then does
+CONFIG = TrainConfig(optimizer="adam", lr=3e-3, batch_size=128, max_epochs=3, patience=10, max_steps=10_000,
+                     stop_fraction=1.0)  # fmt: skip
 
 
 def forecast_data(rows: int = 1500) -> SingleInputDataset:

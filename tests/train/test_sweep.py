@@ -87,6 +87,8 @@ def sweep_cli(store, workers=2, extra=()):
 
 def done_rows(store):
     with sqlite3.connect(store) as db:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
+            return []  # killed between creating the file and its tables: nothing stored yet
         return db.execute("SELECT grp, seed, status, test_loss FROM runs ORDER BY grp, seed").fetchall()
 
 

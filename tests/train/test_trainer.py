@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,17 +23,21 @@ def test_same_seed_same_numbers_other_seed_other_numbers(chemical):
 
 
 def test_best_weights_are_restored(chemical):
-    result = Trainer(chemical, "80|55", TrainConfig(max_steps=400, patience=3, patience_steps=0), seed=0).fit()
-    totals = [sum(h["val_loss"].values()) for h in result.history]
+    trainer = Trainer(chemical, "80|55", TrainConfig(max_steps=400, patience=3, patience_steps=0), seed=0)
+    result = trainer.fit()
+    totals = [sum(h["val_loss"].values()) for h in result.history]  # on the rows early stopping watches
     assert result.best_epoch == int(np.argmin(totals))
-    assert sum(result.val_loss.values()) == pytest.approx(min(totals), abs=1e-6)
+    assert sum(trainer.evaluate("stop")[0].values()) == pytest.approx(min(totals), abs=1e-6)
+    # the reported validation losses are those of the other rows, which did not choose the weights
+    assert result.val_loss == trainer.evaluate("val")[0] and result.val_loss != trainer.evaluate("stop")[0]
     assert len(result.history) == result.epochs and result.steps == result.history[-1]["step"]
 
 
 def test_step_patience_trains_small_tasks_past_the_plateau(chemical):
     """ETAP's pitfall: epoch-only patience stops task 55 (2 batches/epoch) near BCE = ln 2."""
-    epochs_only = Trainer(chemical, "55", TrainConfig(patience_steps=0), seed=0).fit()
-    with_steps = Trainer(chemical, "55", TrainConfig(), seed=0).fit()
+    every_row = TrainConfig(stop_fraction=1.0)  # ETAP's protocol: every validation row watched and reported
+    epochs_only = Trainer(chemical, "55", replace(every_row, patience_steps=0), seed=0).fit()
+    with_steps = Trainer(chemical, "55", every_row, seed=0).fit()
     assert epochs_only.val_loss["55"] > 0.65  # stopped on the plateau
     assert with_steps.val_loss["55"] < 0.6 < math.log(2)
     assert with_steps.steps - 2 * with_steps.best_epoch >= TrainConfig().patience_steps - 2
@@ -102,9 +107,29 @@ def test_bad_group_and_config(chemical):
 
 
 def test_monitor_chooses_the_tasks_that_drive_early_stopping(chemical):
-    result = Trainer(chemical, "80|55", TrainConfig(max_steps=300, patience=3, patience_steps=0), monitor=["55"]).fit()
+    trainer = Trainer(chemical, "80|55", TrainConfig(max_steps=300, patience=3, patience_steps=0), monitor=["55"])
+    result = trainer.fit()
     own = [h["val_loss"]["55"] for h in result.history]
     assert result.best_epoch == int(np.argmin(own))
-    assert result.val_loss["55"] == pytest.approx(min(own), abs=1e-6)
+    assert trainer.evaluate("stop")[0]["55"] == pytest.approx(min(own), abs=1e-6)
     with pytest.raises(UnknownTaskError, match="'83'"):
         Trainer(chemical, "80|55", monitor=["83"])
+
+
+def test_early_stopping_watches_the_first_validation_rows_and_reports_the_others(chemical):
+    config = TrainConfig(max_steps=60, patience_steps=0)
+    assert [config.stop_rows(n) for n in (1, 2, 3, 10, 11)] == [1, 1, 2, 5, 6]
+    assert TrainConfig(stop_fraction=1.0).stop_rows(10) == 10
+    with pytest.raises(ConfigError, match="stop_fraction=0"):
+        TrainConfig(stop_fraction=0)
+    trainer = Trainer(chemical, "80", config, seed=0)
+    result = trainer.fit()
+    part = chemical.task("80").val
+    k = config.stop_rows(len(part))
+    with torch.no_grad():
+        logits = trainer.model(torch.from_numpy(part.x), "80").double()
+    target = torch.from_numpy(part.y).double()
+    rows = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    assert result.val_loss["80"] == pytest.approx(float(rows[k:].mean()), rel=1e-5)
+    assert trainer.evaluate("stop")[0]["80"] == pytest.approx(float(rows[:k].mean()), rel=1e-5)
+    assert len(result.val_rows["80"]) == len(part) - k

@@ -25,6 +25,13 @@ def bce_rows(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
 
 
+def reported(part, config):
+    """The validation rows a run reports (those early stopping did not watch), as (x, y[, mask])."""
+    k = config.stop_rows(len(part.x))
+    keep = slice(k, None) if k < len(part.x) else slice(None)
+    return tuple(None if a is None else a[keep] for a in (part.x, part.y, getattr(part, "mask", None)))
+
+
 def regression_dataset() -> MultiTaskDataset:
     """Three regression tasks with their own inputs and different validation sizes (multi-input)."""
     rng = np.random.default_rng(5)
@@ -47,27 +54,28 @@ def test_multi_input_binary_rows_match_an_independent_bce(chemical):
     assert check_result(result, ["87", "55", "80"], "train") is result
     assert list(result.val_rows) == list(trainer.tasks) == ["80", "87", "55"]  # dataset order
     for task in ("87", "55", "80"):
-        part = chemical.task(task).val
+        x, y, _ = reported(chemical.task(task).val, QUICK)
         rows = result.val_rows[task]
-        assert len(rows) == len(part) and all(type(v) is float for v in rows)
+        assert len(rows) == len(y) < len(chemical.task(task).val) and all(type(v) is float for v in rows)
         with torch.no_grad():  # the restored best weights are the trainer's model after fit()
-            logits = trainer.model(torch.from_numpy(part.x), task).numpy()
-        np.testing.assert_allclose(rows, bce_rows(logits, part.y), rtol=1e-5, atol=1e-7)
+            logits = trainer.model(torch.from_numpy(x), task).numpy()
+        np.testing.assert_allclose(rows, bce_rows(logits, y), rtol=1e-5, atol=1e-7)
         assert np.mean(rows) == pytest.approx(result.val_loss[task], rel=1e-6)
 
 
 def test_multi_input_regression_rows_match_an_independent_squared_error():
     data = regression_dataset()
-    problem = TorchProblem(data, config=TrainConfig(max_steps=20, batch_size=8, patience_steps=0))
+    config = TrainConfig(max_steps=20, batch_size=8, patience_steps=0)
+    problem = TorchProblem(data, config=config)
     trainer = problem.trainer(["r0", "r2"], 1)
     result = trainer.fit()
     check_result(result, ["r0", "r2"], "train")
     for task in ("r0", "r2"):
-        part = data.task(task).val
+        x, y, _ = reported(data.task(task).val, config)
         with torch.no_grad():
-            out = trainer.model(torch.from_numpy(part.x), task).numpy().astype(np.float64)
-        assert len(result.val_rows[task]) == len(part)
-        np.testing.assert_allclose(result.val_rows[task], (out - part.y) ** 2, rtol=1e-5, atol=1e-7)
+            out = trainer.model(torch.from_numpy(x), task).numpy().astype(np.float64)
+        assert len(result.val_rows[task]) == len(y)
+        np.testing.assert_allclose(result.val_rows[task], (out - y) ** 2, rtol=1e-5, atol=1e-7)
         assert np.mean(result.val_rows[task]) == pytest.approx(result.val_loss[task], rel=1e-6)
 
 
@@ -75,7 +83,7 @@ def test_val_rows_keep_a_fixed_row_order_across_groups_and_seeds(chemical):
     problem = TorchProblem(chemical, config=QUICK)
     alone = problem.train(["55"], 0).val_rows["55"]
     together = problem.train(["87", "55"], 3).val_rows["55"]
-    assert len(alone) == len(together) == len(chemical.task("55").val)
+    assert len(alone) == len(together) == len(reported(chemical.task("55").val, QUICK)[1])
     assert alone != together  # other weights, the same rows: a pairing by index is meaningful
 
 
@@ -98,13 +106,13 @@ def test_single_input_rows_are_the_observed_rows_in_order(eval_batch):
     trainer.eval_batch = eval_batch
     result = trainer.fit()
     check_result(result, ["reg", "cls"], "train")
-    part = data.val
+    x, y, mask = reported(data.val, config)
     with torch.no_grad():
-        outputs = trainer.model.forward_all(torch.from_numpy(part.x), ["reg", "cls"])
-    out = {t: v.numpy().astype(np.float64).reshape(len(part.x)) for t, v in zip(["reg", "cls"], outputs, strict=True)}
-    expected = {"reg": (out["reg"] - part.y[:, 0]) ** 2, "cls": bce_rows(out["cls"], part.y[:, 1])}
+        outputs = trainer.model.forward_all(torch.from_numpy(x), ["reg", "cls"])
+    out = {t: v.numpy().astype(np.float64).reshape(len(x)) for t, v in zip(["reg", "cls"], outputs, strict=True)}
+    expected = {"reg": (out["reg"] - y[:, 0]) ** 2, "cls": bce_rows(out["cls"], y[:, 1])}
     for k, task in enumerate(["reg", "cls"]):
-        keep = part.mask[:, k]
+        keep = mask[:, k]
         assert 0 < keep.sum() < len(keep)
         rows = result.val_rows[task]
         assert len(rows) == keep.sum() and all(type(v) is float for v in rows)
@@ -117,7 +125,8 @@ def test_evaluate_keeps_its_signature_and_agrees_with_evaluate_rows(chemical):
     losses, metrics = trainer.evaluate("val")
     again, metrics_again, rows = trainer.evaluate_rows("val")
     assert losses == again and metrics == metrics_again
-    assert {t: len(v) for t, v in rows.items()} == {t: len(chemical.task(t).val) for t in ("87", "55")}
+    lengths = {t: len(reported(chemical.task(t).val, QUICK)[1]) for t in ("87", "55")}
+    assert {t: len(v) for t, v in rows.items()} == lengths
 
 
 def test_a_sweep_stores_the_rows_of_each_run(tmp_path):

@@ -40,7 +40,7 @@ def _affinity(args: argparse.Namespace) -> int:
     if matrix is not None:
         matrix.to_csv(out / "affinity.csv")
         matrix.plot(out / "affinity.png", title=f"{args.method.upper()} affinity on {args.problem}: A[source, target]")
-        payload.update(steps=matrix.steps, seconds=round(matrix.seconds, 4))
+        payload.update(steps=matrix.steps, seconds=round(matrix.seconds, 4), stalled=list(matrix.stalled))
     if args.json:
         emit_json(payload)
     else:
@@ -50,6 +50,9 @@ def _affinity(args: argparse.Namespace) -> int:
             f"{payload['train_seconds']:.1f} s training{where}",
             file=sys.stderr,
         )
+        if matrix is not None and matrix.stalled:
+            print(f"validation loss of task(s) {', '.join(matrix.stalled)} never improved: their columns weight "
+                  "the epochs by collected steps", file=sys.stderr)  # fmt: skip
     return 0
 
 

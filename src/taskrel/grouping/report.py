@@ -320,7 +320,8 @@ def _sections(result, names: _Names, drawn: set[str]) -> list[tuple[str, list]]:
         ["problem fingerprint", json.dumps(result.fingerprint)],
         ["seeds per group", f"{len(result.seeds)} (losses are means over seeds; gains use the seed-mean STL loss)"],
         ["affinity", f"{result.affinity_text}; {result.affinity.steps} steps collected in "
-                     f"{result.affinity.seconds:.1f} s; affinity.csv (row = source, column = target)"],
+                     f"{result.affinity.seconds:.1f} s; affinity.csv (row = source, column = target)"
+                     + _stalled(result.affinity.stalled)],
         ["training groups", f"{len(result.training)}, sampling {result.sampling}; training_groups.json lists "
                             "each with why it was trained"],
         ["predictor", "DefaultPredictor: nested hierarchical Gaussian models (per-target offsets, target-specific "
@@ -436,6 +437,13 @@ def _html(sections, title: str) -> str:
              "details[open]>summary{margin-bottom:.4em}td details p{margin:.3em 0}li{margin:.2em 0}")  # fmt: skip
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")  # fmt: skip
+
+
+def _stalled(tasks: tuple[str, ...]) -> str:
+    if not tasks:
+        return ""
+    return (f"; the validation loss of task(s) {', '.join(tasks)} never improved in the all-task run, so their "
+            "columns weight the epochs by collected steps")  # fmt: skip
 
 
 def write_report(result, out: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 
 from taskrel.errors import ConfigError
@@ -30,6 +31,12 @@ class TrainConfig:
     `optimizer` is "sgd" (with `momentum`) or "adam"; `batch_size` is rows per task per step for
     multi-input data and rows per step for single-input data; `hidden` and `upsample` apply to the
     built-in MLP and multi-input data only.
+
+    `stop_fraction`: the share of the validation rows (the first ones, in the split's order; see
+    `stop_rows`) that early stopping and the restored best weights monitor. The other rows give
+    the run's reported validation losses, which every later decision compares: rows that chose a
+    model's stopping epoch flatter it, and a model that stops on one task's loss (STL) is flattered
+    more than one that stops on the sum over many tasks. 1.0: every row does both.
     """
 
     lr: float = 1e-3
@@ -45,6 +52,7 @@ class TrainConfig:
     upsample: bool = True
     hidden: tuple[int, ...] = (32, 16)
     optimizer: str = "sgd"
+    stop_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         checks = {
@@ -60,6 +68,7 @@ class TrainConfig:
             "lr_decay_factor": 0 < self.lr_decay_factor <= 1,
             "hidden": len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
             "optimizer": self.optimizer in OPTIMIZERS,
+            "stop_fraction": 0 < self.stop_fraction <= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -80,6 +89,15 @@ class TrainConfig:
         """Short stable hash of the configuration (identifies compatible runs in a store)."""
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def stop_rows(self, n: int) -> int:
+        """How many of `n` validation rows (the first ones) early stopping monitors; the rest are reported.
+
+        All of them with ``stop_fraction=1`` or fewer than two rows; otherwise at least one row on each side.
+        """
+        if self.stop_fraction >= 1 or n < 2:
+            return n
+        return min(n - 1, max(1, math.ceil(self.stop_fraction * n)))
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate during `epoch` (0-based)."""

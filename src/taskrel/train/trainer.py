@@ -2,7 +2,9 @@
 
 Two trainers share one loop (`BaseTrainer.fit`): a fresh model seeded by `seed`, the sum of task
 losses (or a weighting method's combination) as the objective, early stopping on the summed
-validation loss of the monitored tasks with the best weights restored. They differ in the data:
+validation loss of the monitored tasks with the best weights restored. Early stopping watches the
+first validation rows (`TrainConfig.stop_rows`); the result reports the losses on the others, which
+did not choose the weights. They differ in the data:
 
 * `Trainer` — multi-input data (`MultiTaskDataset`: every task its own rows); each step draws one
   sub-batch per task (ETAP's protocol, with class-balanced upsampling);
@@ -148,7 +150,11 @@ class BaseTrainer:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:  # pragma: no cover
-        """Per-task mean loss and metric of the current model on `split` ("train", "val" or "test")."""
+        """Per-task mean loss and metric of the current model on `split`.
+
+        Splits: "train", "test", "stop" (the validation rows early stopping monitors) and "val" (the
+        other validation rows, the run's reported validation losses; `TrainConfig.stop_rows`).
+        """
         raise NotImplementedError
 
     def evaluate_rows(self, split: str) -> tuple[dict[str, float], dict[str, float], dict[str, list[float]] | None]:
@@ -204,7 +210,7 @@ class BaseTrainer:
         cfg, started = self.config, time.perf_counter()
         torch.manual_seed(self.seed)
         if self.callbacks:
-            initial = {"val_loss": self.evaluate("val")[0]}
+            initial = {"val_loss": self.evaluate("stop")[0]}
             for cb in self.callbacks:
                 cb.on_train_begin(initial)
         best_val, best_state, best_epoch, best_step = float("inf"), None, -1, 0
@@ -222,7 +228,7 @@ class BaseTrainer:
             if bad:
                 value = mean_train[self.tasks.index(bad[0])]
                 raise NonFiniteError(f"loss of task {bad[0]!r} became {value} during epoch {epoch}")
-            val_loss, _ = self.evaluate("val")
+            val_loss, _ = self.evaluate("stop")
             logs = {
                 "epoch": epoch,
                 "step": step,
@@ -335,10 +341,13 @@ class Trainer(BaseTrainer):
         self.offsets = np.cumsum([0, *sizes[:-1]])[:, None]
         self.plan = BatchPlan(sizes, self.config.batch_size, rng)
         on_device = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
-        self._eval = {
-            which: [(on_device(t.split(which).x), on_device(t.split(which).y)) for t in tasks]
-            for which in ("val", "test")
-        }
+        self._eval = {"stop": [], "val": [], "test": []}
+        for t in tasks:
+            k = self.config.stop_rows(len(t.val))
+            reported = slice(k, None) if k < len(t.val) else slice(None)
+            self._eval["stop"].append((on_device(t.val.x[:k]), on_device(t.val.y[:k])))
+            self._eval["val"].append((on_device(t.val.x[reported]), on_device(t.val.y[reported])))
+            self._eval["test"].append((on_device(t.test.x), on_device(t.test.y)))
 
     def _epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for rows in self.plan.epoch():
@@ -474,6 +483,18 @@ class SharedInputTrainer(BaseTrainer):
                 None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
                 for a in (part.x, y, mask)
             )
+        k = self.config.stop_rows(len(dataset.val))
+        reported = slice(k, None) if k < len(dataset.val) else slice(None)
+        self.data["stop"] = tuple(None if a is None else a[:k] for a in self.data["val"])
+        self.data["val"] = tuple(None if a is None else a[reported] for a in self.data["val"])
+        for which in ("stop", "val"):
+            mask = self.data[which][2]
+            if mask is not None and (mask.sum(dim=0) == 0).any():
+                empty = [t for t, n in zip(tasks, mask.sum(dim=0).tolist(), strict=True) if n == 0]
+                raise ConfigError(
+                    f"task(s) {empty} have no labelled validation row among the {which} rows "
+                    f"(stop_fraction={self.config.stop_fraction}); use more validation rows or stop_fraction=1"
+                )
         if self.data["train"][2] is not None:
             unlabelled = [t for t, n in zip(tasks, self.data["train"][2].sum(dim=0).tolist(), strict=True) if n == 0]
             if unlabelled:
