@@ -1,8 +1,8 @@
 """The pipeline report read as a person would: compact group names, charts sized to the tasks, serving summarised.
 
-The problem is defined here: planted clusters of tasks (one of them small) with a one-unit linear trunk,
-as in test_many_tasks.py, scaled to any number of tasks and trained for a few steps only. The checks
-parse the written HTML with `html.parser` and decode the PNGs; they do not call the report's own helpers.
+The problem is the planted-cluster problem of `planted.py` (one cluster small), scaled to any number
+of tasks and trained for a few steps only. The checks parse the written HTML with `html.parser` and
+decode the PNGs; they do not call the report's own helpers.
 """
 
 import re
@@ -11,49 +11,18 @@ from html.parser import HTMLParser
 import matplotlib.image
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
-from taskrel.data.dataset import MultiTaskDataset, Split, TaskData
 from taskrel.grouping.pipeline import run_pipeline
-from taskrel.models import MultiTaskModel
 from taskrel.torch_problem import TorchProblem
-from taskrel.train import TrainConfig
 
-FEATURES = 8
+from .planted import planted_problem as planted
 
 
 def planted_problem(n_tasks: int, *, clusters: int = 4, max_steps: int = 40, seed: int = 0) -> TorchProblem:
-    """`n_tasks` regression tasks in `clusters` planted clusters; the first cluster holds only a few tasks."""
-    rng = np.random.default_rng(seed)
-    directions = np.linalg.qr(rng.normal(size=(FEATURES, clusters)))[0].T * np.sqrt(FEATURES)
+    """`n_tasks` tasks in `clusters` planted clusters; the first cluster holds only a few tasks."""
     small = min(4, n_tasks // clusters)
     sizes = [small] + [len(part) for part in np.array_split(np.arange(n_tasks - small), clusters - 1)]
-    cluster = rng.permutation(np.repeat(np.arange(clusters), sizes))
-    tasks = []
-    for t, c in enumerate(cluster):
-        scale = rng.uniform(0.7, 1.3)
-
-        def split(n, c=c, scale=scale):
-            x = rng.normal(size=(n, FEATURES)).astype(np.float32)
-            y = scale * x @ directions[c] / np.sqrt(FEATURES) + 0.3 * rng.normal(size=n)
-            return Split(x, y.astype(np.float32))
-
-        tasks.append(TaskData(f"t{t}", split(12), split(60), split(100)))
-    data = MultiTaskDataset("planted-clusters", "regression", tuple(tasks))
-    config = TrainConfig(lr=0.02, optimizer="adam", batch_size=12, max_steps=max_steps, patience=15,
-                         patience_steps=0)  # fmt: skip
-
-    def narrow(group, seed):
-        """A linear trunk of one unit (one direction of the inputs) and heads that all start at +1."""
-        torch.manual_seed(seed)
-        heads = {t: nn.Linear(1, 1) for t in group}
-        for head in heads.values():
-            nn.init.ones_(head.weight)
-            nn.init.zeros_(head.bias)
-        return MultiTaskModel(nn.Linear(FEATURES, 1), heads)
-
-    return TorchProblem(data, narrow, name=f"planted-{n_tasks}", config=config)
+    return planted(sizes, max_steps=max_steps, test_rows=100, seed=seed)[0]
 
 
 class Page(HTMLParser):
