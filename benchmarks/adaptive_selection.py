@@ -32,7 +32,7 @@ from taskrel.grouping.decision import candidate_groups, decide, default_models
 from taskrel.grouping.sampling import training_groups
 from taskrel.groups import group_name
 from taskrel.predict import DefaultPredictor
-from taskrel.predict.evaluation import realise, realise_oracle
+from taskrel.predict.evaluation import realise, realise_oracle, trained_runs
 
 from common import RESULTS, command, machine, write_result
 
@@ -66,12 +66,8 @@ class Replay:
         names = {group_name(g, self.tasks) for g in groups}
         return self.val_gains[self.val_gains["group"].isin(names)]
 
-    def trained_table(self, groups) -> GainTable:
-        names = {group_name(g, self.tasks) for g in groups} | set(self.tasks)
-        return GainTable(self.val.frame[self.val.frame["group"].isin(names)].reset_index(drop=True), self.val.tasks)
-
     def decide(self, gains: pd.DataFrame) -> list:
-        return decide(self.trained_table(self.trained), gains, max_groups=MAX_GROUPS).groups
+        return decide(trained_runs(self.val, self.trained), gains, max_groups=MAX_GROUPS).groups
 
     def fit(self, gains: pd.DataFrame) -> DefaultPredictor:
         return DefaultPredictor().fit(self.affinity, gains)
@@ -92,15 +88,13 @@ class Replay:
     def references(self) -> dict:
         everything = group_name(self.tasks, self.tasks)
         every = [g for g in self.test.groups() if len(g) >= 2]
-        on_test = GainTable(self.test.frame.assign(val_loss=self.test.frame["test_loss"]), self.test.tasks)
-        truth = on_test.with_split("val").mean()[["group", "task", "gain"]]
         on_validation = realise(self.test, every, None, 1)  # every group measured: the ceiling on validation
         return {
             "validation_choice": on_validation["realised_loss"],
             "default": float(sum(self.test_loss[(g, t)] for t, g in default_models(self.test)[1].items())),
             "stl": float(sum(self.stl_test.values())),
             "naive_mtl": float(sum(self.test_loss[(everything, t)] for t in self.tasks)),
-            "oracle_test": realise_oracle(self.test, on_test, truth, MAX_GROUPS),
+            "oracle_test": realise_oracle(self.test, MAX_GROUPS),
         }
 
 

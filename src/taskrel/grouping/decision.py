@@ -110,10 +110,15 @@ def marginal_values(table: GainTable, predicted: pd.DataFrame) -> pd.DataFrame:
     """Rows (group, task, loss, value) of the untrained candidates of `predicted` (columns group, task, gain).
 
     ``loss`` is the predicted validation loss L_STL(t)·(1 − min(ĝ, 1)) (a loss is never negative);
-    ``value`` is what serving t by the
-    group would add over the task's best free model (may be negative). Rows of groups already
-    trained in `table` and of single tasks are dropped.
+    ``value`` is what serving t by the group would add over the task's best free model (may be
+    negative). Rows of groups already trained in `table` and of single tasks are dropped.
     """
+    _, _, base, free = free_values(table)
+    return _values(table, predicted, base, free)
+
+
+def _values(table: GainTable, predicted: pd.DataFrame, base: dict[str, float], free: pd.DataFrame) -> pd.DataFrame:
+    """`marginal_values` given D's loss per task (`base`) and the free models' values (`free_values`)."""
     missing = [c for c in ("group", "task", "gain") if c not in predicted.columns]
     if missing:
         raise DataError(f"predicted gains lack column(s) {missing}")
@@ -121,7 +126,6 @@ def marginal_values(table: GainTable, predicted: pd.DataFrame) -> pd.DataFrame:
     lacking = sorted(set(predicted["task"]) - set(stl))
     if lacking:
         raise DataError(f"no STL run for task(s) {lacking}: predicted gains are relative to it")
-    _, _, base, free = free_values(table)
     trained = set(table.frame["group"])
     frame = predicted[["group", "task", "gain"]].copy()
     frame["group"] = frame["group"].astype(str)
@@ -153,7 +157,7 @@ def decide(
     plan = free["model"].to_dict()
     planned = {t: base[t] - float(free.loc[t, "value"]) for t in tasks}
     limits = f"at most {max_groups} new groups" + (f", Σ|G| ≤ {budget:g}" if budget is not None else "")
-    rows = marginal_values(table, predicted) if predicted is not None else pd.DataFrame()
+    rows = _values(table, predicted, base, free) if predicted is not None else pd.DataFrame()
     pool = rows["group"].nunique() if len(rows) else 0
     text = (
         f"default D = {name} for every task (lower total validation loss); exact MILP (HiGHS) over {pool} "
