@@ -1,6 +1,7 @@
 """The one decision rule (against brute force) and evidence-based serving (never worse than STL or ALL)."""
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
@@ -151,3 +152,17 @@ def test_the_pipeline_and_the_selection_benchmark_share_one_decision():
     assert pipeline.decide is decision.decide and evaluation.decide is decision.decide
     assert pipeline.serve is decision.serve
     assert sampling.candidate_groups is decision.candidate_groups
+
+
+def test_bad_predictions_are_refused_naming_the_problem():
+    table = measured_table(0)
+    good = random_predictions(0, table)
+    with pytest.raises(DataError, match=r"predicted gains lack column\(s\) \['gain'\]"):
+        decide(table, good.drop(columns="gain"), max_groups=1)
+    with pytest.raises(DataError, match=r"no STL run for task\(s\) \['z'\]"):
+        decide(table, pd.concat([good, pd.DataFrame({"group": ["a|z"], "task": ["z"], "gain": [0.1]})]), max_groups=1)
+    bad = good.copy()
+    bad.loc[0, "gain"] = float("nan")
+    message = f"predicted gain of task '{bad.task[0]}' in group '{bad.group[0]}' is not finite"
+    with pytest.raises(DataError, match=re.escape(message)):
+        decide(table, bad, max_groups=1)

@@ -10,6 +10,7 @@ import torch
 
 from taskrel.data.dataset import MultiTaskDataset, Split, TaskData
 from taskrel.data.single import SingleInputDataset
+from taskrel.errors import ConfigError
 from taskrel.problem import check_result, load_problem
 from taskrel.torch_problem import TorchProblem
 from taskrel.train import TrainConfig
@@ -139,3 +140,16 @@ def test_a_sweep_stores_the_rows_of_each_run(tmp_path):
     assert back.val_rows == record.val_rows
     for task, rows in back.val_rows.items():
         assert np.mean(rows) == pytest.approx(back.val_loss[task], rel=1e-6)
+
+
+def test_a_task_without_a_labelled_reported_validation_row_is_refused():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(120, 4)).astype(np.float32)
+    y = np.stack([x[:, 0] - x[:, 1], (x[:, 2] > 0)], axis=1).astype(np.float32)
+    mask = np.ones((120, 2), bool)
+    mask[85:100, 0] = False  # task "reg": labelled validation rows only among the 15 early stopping watches
+    parts = [(x[a:b], y[a:b], mask[a:b]) for a, b in ((0, 70), (70, 100), (100, 120))]
+    data = SingleInputDataset("toy-masked", ["reg", "cls"], *parts)
+    problem = TorchProblem(data, loss={"reg": "mse", "cls": "bce"}, config=TrainConfig(max_epochs=1))
+    with pytest.raises(ConfigError, match=r"task\(s\) \['reg'\] have no labelled validation row among the val rows"):
+        problem.trainer(["reg", "cls"], 0)
