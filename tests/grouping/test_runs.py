@@ -33,5 +33,6 @@ def test_validation_rows_are_seed_means_and_unpairable_rows_are_refused(tmp_path
         assert runs.validation_rows()[("a", "a")].tolist() == [2.0, 4.0]
         runs.store.record(record("b", 0, {"b": [1.0, 2.0]}))
         runs.store.record(record("b", 1, {"b": [1.0]}))
-    with Runs(Unused(), tmp_path / "runs.db", seeds=2) as runs, pytest.raises(DataError, match=r"runs of 'b' score \[1, 2\] validation rows of task 'b'"):
+    unpaired = r"runs of 'b' score \[1, 2\] validation rows of task 'b'"
+    with Runs(Unused(), tmp_path / "runs.db", seeds=2) as runs, pytest.raises(DataError, match=unpaired):
         runs.validation_rows()
