@@ -3,7 +3,9 @@
 The same fixed list of Chemical groups (one seed each, a step cap so that every run is the same
 work) is trained four ways, interleaved over repeats: the Trainer called directly in a loop, a
 sweep with one worker (runs in-process, writes every result to SQLite), a sweep with a pool of two
-worker processes, and a sweep on a local Ray cluster with two CPUs. Fresh stores every time.
+worker processes, and a sweep on a local Ray cluster with two CPUs. Fresh stores every time. Every
+sweep trains one run at a time (``group_batch=1``): this measures the store and executors, not the
+batched engine (``batched_training.py``).
 
     python benchmarks/sweep_throughput.py --groups 8 --max-steps 1500 --repeats 2
 """
@@ -44,7 +46,8 @@ def main() -> None:
     def sweep(**options):
         def run() -> None:
             with tempfile.TemporaryDirectory() as folder:
-                report = run_sweep(problem, groups, [0], Path(folder) / "runs.db", progress=False, **options)
+                report = run_sweep(problem, groups, [0], Path(folder) / "runs.db", progress=False, group_batch=1,
+                                   **options)
                 assert report.done == jobs, report
 
         return run

@@ -6,6 +6,10 @@ tasks (a single task is a group of one) and returns a `GroupResult`. Sweeps, aff
 and the pipeline only ever call these three things, so a user's own model, data and training loop
 go through every stage exactly like the built-in datasets. See ``docs/problems.md``.
 
+A problem may also offer ``train_many(runs, max_batch=None)``: train several (group, seed) runs at
+once (e.g. as one batched model) and return, per run in order, its `GroupResult` or the exception
+that ended it. Sweeps use it when present (`TorchProblem` has it); otherwise each run is `train`ed.
+
 A *spec* names a problem so that another process (a sweep worker, a Ray task) can build it itself:
 ``pkg.module:attr``, ``path/to/file.py:attr`` (``attr`` is a `Problem` or a zero-argument callable
 returning one), a built-in name (`BUILTIN_PROBLEMS`), or a name registered under the entry-point
@@ -80,6 +84,14 @@ class Problem(Protocol):
 
 #: `check_result`'s tolerance between the mean of a task's `val_rows` and its `val_loss`.
 ROWS_RTOL, ROWS_ATOL = 1e-4, 1e-8
+
+
+def attempt(problem: Problem, group: Sequence[str], seed: int) -> GroupResult | Exception:
+    """`problem.train(group, seed)`, or the exception it raised (a run that fails alone, with its message)."""
+    try:
+        return problem.train(group, seed)
+    except Exception as exc:
+        return exc
 
 
 def check_result(result: object, group: Sequence[str], where: str) -> GroupResult:

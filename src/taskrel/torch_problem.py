@@ -21,6 +21,8 @@ from taskrel.errors import ConfigError
 from taskrel.groups import ordered
 from taskrel.models import mlp_model
 from taskrel.models.multitask import MultiTaskModel, mlp_trunk
+from taskrel.problem import attempt
+from taskrel.train.batched import train_runs
 from taskrel.train.callbacks import Callback
 from taskrel.train.config import TrainConfig
 from taskrel.train.trainer import (
@@ -121,6 +123,20 @@ class TorchProblem:
     ) -> TrainResult:
         """Train `group` with `seed`; per-task losses of the restored best weights."""
         return self.trainer(group, seed, callbacks=callbacks, weighting=weighting).fit()
+
+    def train_many(
+        self, runs: Sequence[tuple[Sequence[str], int]], *, max_batch: int | None = None
+    ) -> list[TrainResult | Exception]:
+        """Train (group, seed) `runs`, batched where the models allow (`taskrel.train.batched.train_runs`).
+
+        Per run in order: its result, equal to `train(group, seed)`'s up to float reassociation, or the
+        exception that ended it. `max_batch` caps the runs of one batched model (1: one at a time). A
+        subclass that overrides `train` has every run go through its `train`, one at a time.
+        """
+        runs = [(list(group), int(seed)) for group, seed in runs]
+        if type(self).train is not TorchProblem.train:
+            return [attempt(self, group, seed) for group, seed in runs]
+        return train_runs(lambda i: self.trainer(*runs[i]), len(runs), max_batch)
 
     def __repr__(self) -> str:
         return f"TorchProblem({self.name!r}, {len(self.tasks)} tasks)"

@@ -245,8 +245,8 @@ def test_two_concurrent_sweeps_train_every_run_exactly_once(tmp_path):
     store, log = tmp_path / "runs.db", tmp_path / "log.txt"
     env = {**os.environ, "PYTHONPATH": SRC, "TASKREL_TEST_LOG": str(log)}
     command = [sys.executable, "-m", "taskrel", "sweep", "--problem", f"{USER}:forecast", "--groups", "all",
-               "--seeds", "2", "--store", str(store), "--quiet"]  # fmt: skip
-    sweeps = [subprocess.Popen(command, env=env) for _ in range(2)]
+               "--seeds", "2", "--store", str(store), "--quiet", "--group-batch", "3"]  # fmt: skip
+    sweeps = [subprocess.Popen(command, env=env) for _ in range(2)]  # a sweep claims a batch at a time
     assert [p.wait(timeout=600) for p in sweeps] == [0, 0]
     trained = [line.rsplit(" ", 1)[0] for line in log.read_text().splitlines()]
     assert len(trained) == 7 * 2 and len(set(trained)) == len(trained)  # 7 groups × 2 seeds, none twice

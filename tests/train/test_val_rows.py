@@ -14,7 +14,7 @@ from taskrel.errors import ConfigError
 from taskrel.problem import check_result, load_problem
 from taskrel.torch_problem import TorchProblem
 from taskrel.train import TrainConfig
-from taskrel.train.store import RunStore
+from taskrel.train.store import RunKey, RunStore
 from taskrel.train.sweep import SweepJob, run_job
 
 QUICK = TrainConfig(max_steps=30, patience_steps=0)
@@ -132,7 +132,7 @@ def test_evaluate_keeps_its_signature_and_agrees_with_evaluate_rows(chemical):
 
 def test_a_sweep_stores_the_rows_of_each_run(tmp_path):
     problem = load_problem("chemical", max_steps=25, patience_steps=0)
-    record = run_job(SweepJob(problem, "87|55", 0))
+    (record,) = run_job(SweepJob(problem, (RunKey("87|55", 0),)))
     assert record.status == "done" and set(record.val_rows) == {"87", "55"}
     with RunStore(tmp_path / "runs.db", problem.fingerprint()) as store:
         store.record(record)

@@ -37,6 +37,7 @@ from taskrel.grouping.sampling import SAMPLINGS, Pick, read_plan, training_group
 from taskrel.groups import Group, group_name
 from taskrel.predict import DefaultPredictor
 from taskrel.problem import Problem, load_problem
+from taskrel.train.sweep import GROUP_BATCH
 
 #: The affinity the pipeline measures, and why (benchmarks/results/predictors_chemical.json: the
 #: validation-weighted ETAP score predicts measured gains where the plain time average does not).
@@ -124,6 +125,7 @@ def run_pipeline(
     seed: int = 0,
     time_limit: float = 60.0,
     progress: bool = True,
+    group_batch: int = GROUP_BATCH,
 ) -> PipelineResult:
     """Run (or resume) the pipeline on `problem`; writes ``out/report.html``, ``out/report.md`` and figures.
 
@@ -133,6 +135,7 @@ def run_pipeline(
     compute grows with group size) limit the groups chosen; `time_limit` bounds the selection program
     (seconds; its status is reported). `seeds`: training seeds per group, a count S (0 … S − 1) or the
     seeds themselves; `seed` seeds the affinity run, the group sampling and the serving's row split.
+    `group_batch` caps the runs trained as one batched model (`run_sweep`; 1: one at a time).
     """
     problem = load_problem(problem)
     out = Path(out)
@@ -152,7 +155,7 @@ def run_pipeline(
         clock = now
 
     with Runs(problem, store if store is not None else out / "runs.db", seeds, workers=workers,
-              executor=executor, address=address, progress=progress) as runs:  # fmt: skip
+              executor=executor, address=address, progress=progress, group_batch=group_batch) as runs:  # fmt: skip
         name = str(runs.fingerprint.get("name", "problem"))
         runs.train([frozenset([t]) for t in tasks])
         lap("stl")

@@ -45,16 +45,20 @@ class WindowEncoder(nn.Module):
 
 
 class ChannelHead(nn.Module):
-    """Channel `channel`'s forecast: ``Linear(hidden, horizon)`` on the features plus its last input value."""
+    """Channel `channel`'s forecast: ``Linear(hidden, horizon)`` on the features plus its last input value.
 
-    def __init__(self, channel: int, hidden: int, horizon: int) -> None:
+    The channel is a one-hot buffer rather than an attribute, so heads of different channels have the
+    same layout and a batched ensemble (`taskrel.train.batched`) carries each member's channel as data.
+    """
+
+    def __init__(self, channel: int, n_channels: int, hidden: int, horizon: int) -> None:
         super().__init__()
-        self.channel = channel
         self.hidden = hidden
         self.linear = nn.Linear(hidden, horizon)
+        self.register_buffer("select", nn.functional.one_hot(torch.tensor(channel), n_channels).float())
 
     def forward(self, encoded: torch.Tensor) -> torch.Tensor:
-        level = encoded[:, self.hidden + self.channel, None]
+        level = (encoded[:, self.hidden :] * self.select).sum(dim=1, keepdim=True)  # exactly the channel's value
         return self.linear(encoded[:, : self.hidden]) + level
 
 
@@ -74,7 +78,7 @@ def window_forecaster(
     torch.manual_seed(seed)
     try:
         encoder = WindowEncoder(input_len, len(channels), hidden)
-        modules = {name: ChannelHead(list(channels).index(name), hidden, horizon) for name in heads}
+        modules = {name: ChannelHead(list(channels).index(name), len(channels), hidden, horizon) for name in heads}
     finally:
         torch.random.set_rng_state(generator_state)
     return MultiTaskModel(encoder, modules)

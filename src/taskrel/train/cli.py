@@ -11,9 +11,18 @@ from taskrel.problem import Problem, check_fingerprint, load_problem, registered
 from taskrel.train.config import TrainConfig
 from taskrel.train.executors import EXECUTORS
 from taskrel.train.store import RunStore
-from taskrel.train.sweep import run_sweep
+from taskrel.train.sweep import GROUP_BATCH, run_sweep
 
 TRAINING_OPTIONS = ("lr", "momentum", "batch_size", "max_steps", "patience", "patience_steps", "optimizer")
+
+
+def add_group_batch_option(parser: argparse.ArgumentParser) -> None:
+    """`--group-batch N`: the most runs trained at once as one batched model."""
+    parser.add_argument(
+        "--group-batch", type=int, default=GROUP_BATCH, metavar="N",
+        help=f"train up to N runs at once as one batched model where the problem allows (default {GROUP_BATCH}; "
+        "1: one at a time)",
+    )  # fmt: skip
 
 
 def add_problem_options(parser: argparse.ArgumentParser, training: bool = True, exclude: tuple[str, ...] = ()) -> None:
@@ -87,6 +96,7 @@ def _sweep(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         group_seed=args.group_seed,
         progress=not args.quiet and not args.json,
+        group_batch=args.group_batch,
     )
     message = report.message(args.store)
     failures = [{"group": k.group, "seed": k.seed, "error": e} for k, e in report.failures]
@@ -162,6 +172,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--workers", type=int, default=1)
     sweep.add_argument("--executor", choices=EXECUTORS, default="local")
     sweep.add_argument("--address", help="address of an existing Ray cluster (with --executor ray)")
+    add_group_batch_option(sweep)
     sweep.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     sweep.add_argument("--group-seed", type=int, default=0, help="seed of random:N group sampling")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")

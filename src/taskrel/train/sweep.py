@@ -5,6 +5,11 @@ failed ones unless `retry_failed`), claims the rest one by one as executors pull
 records each result or failure as soon as it arrives. Single-task runs of every member task are
 always part of the sweep, since gains are measured against them.
 
+Runs travel to the executors in batches of up to `group_batch` (ordered by group size, so runs
+whose models share a layout travel together); a problem with ``train_many`` (every `TorchProblem`)
+trains a batch as one batched model (`taskrel.train.batched`), others train its runs one by one.
+A failed run fails alone; a batch lost with its worker is rerun one run at a time.
+
 Workers receive the problem's spec (`taskrel.problem.load_problem`) and build the problem
 themselves, so a user's problem runs in a spawned process pool or on a Ray cluster; a problem
 object without a spec is sent as it is (it must then be picklable). The runs lost with a worker
@@ -26,7 +31,7 @@ from tqdm.auto import tqdm
 
 from taskrel.errors import ConfigError, DataError
 from taskrel.groups import Group, all_groups, group_name, make_group, parse_group
-from taskrel.problem import GroupResult, Problem, check_fingerprint, check_result, load_problem, problem_spec
+from taskrel.problem import GroupResult, Problem, attempt, check_fingerprint, check_result, load_problem, problem_spec
 from taskrel.train.executors import WorkerCrash, make_executor
 from taskrel.train.store import RunKey, RunRecord, RunStore
 
@@ -118,13 +123,16 @@ def _read_group_file(path: Path, tasks: Sequence[str]) -> list[Group]:
 
 # --------------------------------------------------------------------------------------------
 # One job
+#: the default cap on the runs of one batch (`run_sweep`'s `group_batch`)
+GROUP_BATCH = 64
+
+
 @dataclass(frozen=True)
 class SweepJob:
-    """Everything a worker needs to train one run: the problem (spec and options, or the object)."""
+    """Everything a worker needs to train a batch of runs: the problem (spec and options, or the object)."""
 
     problem: tuple[str, dict] | Problem
-    group: str
-    seed: int
+    runs: tuple[RunKey, ...]
 
 
 _PROBLEMS: dict[str, Problem] = {}
@@ -141,16 +149,34 @@ def resolve_job_problem(problem: tuple[str, dict] | Problem) -> Problem:
     return _PROBLEMS[key]
 
 
-def run_job(job: SweepJob) -> RunRecord:
-    """Train one (group, seed); any exception becomes a failed record carrying its message."""
+def run_job(job: SweepJob) -> list[RunRecord]:
+    """Train the job's runs (one `train_many` call where the problem has it); one record per run, in order.
+
+    Any exception becomes a failed record of the run it ended, carrying its message; the others are kept.
+    """
     started = time.perf_counter()
     try:
         problem = resolve_job_problem(job.problem)
-        members = [t for t in problem.tasks if t in set(job.group.split("|"))]
-        result = check_result(problem.train(members, job.seed), members, f"train({job.group!r}, seed={job.seed})")
-    except Exception as exc:  # recorded as a failed run with its message; the sweep goes on
-        return failed_record(job, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
-    return result_record(job.group, job.seed, result)
+        groups = [[t for t in problem.tasks if t in set(key.group.split("|"))] for key in job.runs]
+        train_many = getattr(problem, "train_many", None)
+        if len(job.runs) > 1 and train_many is not None:
+            outcomes = train_many([(g, key.seed) for g, key in zip(groups, job.runs, strict=True)],
+                                  max_batch=len(job.runs))  # fmt: skip
+        else:
+            outcomes = [attempt(problem, g, key.seed) for g, key in zip(groups, job.runs, strict=True)]
+    except Exception as exc:  # the problem could not be built or trained at all: every run fails with it
+        seconds = (time.perf_counter() - started) / len(job.runs)
+        return [failed_record(key, f"{type(exc).__name__}: {exc}", seconds) for key in job.runs]
+    records = []
+    for key, group, outcome in zip(job.runs, groups, outcomes, strict=True):
+        try:
+            if isinstance(outcome, Exception):
+                raise outcome
+            checked = check_result(outcome, group, f"train({key.group!r}, seed={key.seed})")
+            records.append(result_record(key.group, key.seed, checked))
+        except Exception as exc:  # recorded as a failed run with its message; the sweep goes on
+            records.append(failed_record(key, f"{type(exc).__name__}: {exc}"))
+    return records
 
 
 def result_record(group: str, seed: int, result: GroupResult) -> RunRecord:
@@ -165,8 +191,8 @@ def result_record(group: str, seed: int, result: GroupResult) -> RunRecord:
     )  # fmt: skip
 
 
-def failed_record(job: SweepJob, message: str, seconds: float | None = None) -> RunRecord:
-    return RunRecord(job.group, job.seed, "failed", None, None, None, None, None, None, None, seconds, message)
+def failed_record(key: RunKey, message: str, seconds: float | None = None) -> RunRecord:
+    return RunRecord(key.group, key.seed, "failed", None, None, None, None, None, None, None, seconds, message)
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,6 +266,7 @@ def run_sweep(
     group_seed: int = 0,
     progress: bool = True,
     lease: float | None = None,
+    group_batch: int = GROUP_BATCH,
 ) -> SweepReport:
     """Train every (group, seed) of `problem` not yet done in `store`; see the module docstring.
 
@@ -247,6 +274,8 @@ def run_sweep(
     `groups` is a list of groups (sets of task names or canonical texts like ``"87|55"``) or a spec
     for `sample_groups` (``random:N`` draws with `group_seed`). `lease`: seconds after which an
     abandoned claim of another host is taken over (default `taskrel.train.store.DEFAULT_LEASE`).
+    `group_batch`: the most runs sent to a worker at once, trained as one batched model where the
+    problem can (1: one at a time); batches are sized so that every worker gets a share.
     """
     problem = load_problem(problem)
     tasks = list(problem.tasks)
@@ -254,6 +283,8 @@ def run_sweep(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("a sweep needs at least one seed")
+    if group_batch < 1:
+        raise ConfigError(f"group_batch must be ≥ 1, got {group_batch}")
     keys = plan_runs(tasks, groups, seed_list)
     sent = problem_spec(problem) or problem
     started = time.perf_counter()
@@ -268,7 +299,10 @@ def run_sweep(
             bar = tqdm(total=len(todo), desc=f"sweep {runs.dataset}", unit="run", disable=None if progress else True)
             pool = make_executor(executor, workers, address)
             try:
-                _run(pool, runs, todo, sent, retry_failed, claimed, counts, bar)
+                size = min(group_batch, -(-len(todo) // pool.workers))
+                if size > 1:  # runs of one group size side by side: their models usually share a layout
+                    todo = sorted(todo, key=lambda k: k.group.count("|"))
+                _run(pool, runs, todo, sent, retry_failed, claimed, counts, bar, size)
             finally:
                 bar.close()
                 pool.close()
@@ -281,38 +315,44 @@ def run_sweep(
     )  # fmt: skip
 
 
-def _run(pool, runs: RunStore, todo, sent, retry_failed, claimed, counts, bar) -> None:
-    """Claim and train `todo` on `pool`.
+def _run(pool, runs: RunStore, todo, sent, retry_failed, claimed, counts, bar, size: int) -> None:
+    """Claim and train `todo` on `pool`, in batches of up to `size` runs.
 
     A dead worker takes every run in flight on its pool down with it, so the runs lost that way are
     rerun one at a time afterwards: a run that dies again alone is the one that kills its worker and is
     recorded as failed; the others are done.
     """
 
-    def jobs(keys: list[RunKey]) -> Iterator[SweepJob]:
+    def jobs(keys: list[RunKey], size: int) -> Iterator[SweepJob]:
+        batch: list[RunKey] = []
         for key in keys:
             if key in claimed or runs.claim(key, retry_failed=retry_failed):
                 claimed.add(key)
-                yield SweepJob(sent, key.group, key.seed)
+                batch.append(key)
+                if len(batch) == size:
+                    yield SweepJob(sent, tuple(batch))
+                    batch = []
+        if batch:
+            yield SweepJob(sent, tuple(batch))
 
-    def train(keys: list[RunKey], last_chance: bool) -> list[RunKey]:
+    def train(keys: list[RunKey], size: int, last_chance: bool) -> list[RunKey]:
         lost = []
-        for job, outcome in pool.imap_unordered(run_job, jobs(keys)):
-            key = RunKey(job.group, job.seed)
+        for job, outcome in pool.imap_unordered(run_job, jobs(keys, size)):
             if isinstance(outcome, WorkerCrash):
                 if not last_chance:
-                    lost.append(key)
+                    lost.extend(job.runs)
                     continue
-                outcome = failed_record(job, f"WorkerCrash: {outcome.message}, also when run alone")
-            runs.record(outcome)
-            claimed.discard(key)
-            counts[outcome.status] += 1
-            bar.update(1)
+                outcome = [failed_record(job.runs[0], f"WorkerCrash: {outcome.message}, also when run alone")]
+            for record in outcome:
+                runs.record(record)
+                claimed.discard(RunKey(record.group, record.seed))
+                counts[record.status] += 1
+            bar.update(len(outcome))
             bar.set_postfix(done=counts["done"], failed=counts["failed"])
         return lost
 
-    for key in train(todo, last_chance=False):
-        train([key], last_chance=True)
+    for key in train(todo, size, last_chance=False):
+        train([key], 1, last_chance=True)
 
 
 def _failures(runs: RunStore, keys: Sequence[RunKey]) -> tuple[tuple[RunKey, str], ...]:

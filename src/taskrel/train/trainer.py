@@ -12,7 +12,10 @@ did not choose the weights. They differ in the data:
   each step draws one batch of rows that feeds every task head.
 
 Same data, group, config and seed give the same numbers. The loop follows the callback contract
-of `taskrel.train.callbacks` exactly as a user's own loop would.
+of `taskrel.train.callbacks` exactly as a user's own loop would. The batched engine
+(`taskrel.train.batched`) trains many of these trainers at once with the same pieces: each trainer's
+row stream (`epoch_rows`) and losses (`_losses`, with an optional padding mask), the stopping rule
+(`EarlyStopping`), the epoch record (`epoch_logs`) and the final evaluation (`BaseTrainer.result`).
 """
 
 from __future__ import annotations
@@ -213,9 +216,8 @@ class BaseTrainer:
             initial = {"val_loss": self.evaluate("stop")[0]}
             for cb in self.callbacks:
                 cb.on_train_begin(initial)
-        best_val, best_state, best_epoch, best_step = float("inf"), None, -1, 0
-        history, step, epoch = [], 0, 0
-        while (cfg.max_epochs is None or epoch < cfg.max_epochs) and step < cfg.max_steps:
+        stopping, history, step, epoch = EarlyStopping(cfg, self.monitor), [], 0, 0
+        while stopping.another_epoch(epoch, step):
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.lr_at(epoch)
             sums, count = torch.zeros(len(self.tasks), device=self.device), 0
@@ -223,42 +225,83 @@ class BaseTrainer:
                 sums += self._step(batch, step, epoch)
                 count += 1
                 step += 1
-            mean_train = (sums / count).tolist()
-            bad = [t for t, v in zip(self.tasks, mean_train, strict=True) if not np.isfinite(v)]
-            if bad:
-                value = mean_train[self.tasks.index(bad[0])]
-                raise NonFiniteError(f"loss of task {bad[0]!r} became {value} during epoch {epoch}")
-            val_loss, _ = self.evaluate("stop")
-            logs = {
-                "epoch": epoch,
-                "step": step,
-                "lr": cfg.lr_at(epoch),
-                "train_loss": dict(zip(self.tasks, mean_train, strict=True)),
-                "val_loss": val_loss,
-            }
+            logs = epoch_logs(self.tasks, (sums / count).tolist(), self.evaluate("stop")[0], epoch, step, cfg)
             history.append(logs)
             for cb in self.callbacks:
                 cb.on_epoch_end(epoch, logs)
-            total = sum(val_loss[t] for t in self.monitor)
-            if total < best_val:
-                best_val, best_epoch, best_step = total, epoch, step
+            verdict = stopping.update(logs["val_loss"], epoch, step)
+            if verdict == "improved":
                 best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            elif epoch - best_epoch >= cfg.patience and step - best_step >= cfg.patience_steps:
+            elif verdict == "stop":
                 break
             epoch += 1
-        if best_state is None:
-            raise NonFiniteError(f"validation loss of group {'|'.join(self.tasks)} was never finite")
+        stopping.check(self.tasks)
         self.model.load_state_dict(best_state)
-        val_loss, val_metric, val_rows = self.evaluate_rows("val")
-        test_loss, test_metric = self.evaluate("test")
-        result = TrainResult(
-            val_loss, test_loss, val_metric, test_metric, steps=step, seconds=time.perf_counter() - started,
-            val_rows=val_rows, dataset=self.name, group=self.tasks, seed=self.seed, config=cfg, epochs=len(history),
-            best_epoch=best_epoch, history=history,
-        )  # fmt: skip
+        result = self.result(history, step, stopping.best_epoch, time.perf_counter() - started)
         for cb in self.callbacks:
             cb.on_train_end()
         return result
+
+    def result(self, history: list[dict], steps: int, best_epoch: int, seconds: float) -> TrainResult:
+        """The run's `TrainResult` from the current (restored best) weights: reported val rows and test."""
+        val_loss, val_metric, val_rows = self.evaluate_rows("val")
+        test_loss, test_metric = self.evaluate("test")
+        return TrainResult(
+            val_loss, test_loss, val_metric, test_metric, steps=steps, seconds=seconds, val_rows=val_rows,
+            dataset=self.name, group=self.tasks, seed=self.seed, config=self.config, epochs=len(history),
+            best_epoch=best_epoch, history=history,
+        )  # fmt: skip
+
+
+class EarlyStopping:
+    """The stopping rule every engine applies after each epoch, and the training cap.
+
+    Keep the weights of the epoch with the lowest summed validation loss of the `monitor`ed tasks
+    (on the "stop" rows); stop once `patience` epochs and `patience_steps` steps have passed without
+    improvement, or at the cap: no epoch starts at `max_epochs` epochs or `max_steps` steps (an
+    epoch that has started is finished).
+    """
+
+    def __init__(self, config: TrainConfig, monitor: Sequence[str]) -> None:
+        self.config, self.monitor = config, tuple(monitor)
+        self.best, self.best_epoch, self.best_step = float("inf"), -1, 0
+
+    def another_epoch(self, epoch: int, step: int) -> bool:
+        cfg = self.config
+        return (cfg.max_epochs is None or epoch < cfg.max_epochs) and step < cfg.max_steps
+
+    def update(self, val_loss: Mapping[str, float], epoch: int, step: int) -> str:
+        """"improved" (keep these weights), "stop" or "continue" after `epoch` ended at `step`."""
+        total = sum(val_loss[t] for t in self.monitor)
+        if total < self.best:
+            self.best, self.best_epoch, self.best_step = total, epoch, step
+            return "improved"
+        if epoch - self.best_epoch >= self.config.patience and step - self.best_step >= self.config.patience_steps:
+            return "stop"
+        return "continue"
+
+    def check(self, tasks: Sequence[str]) -> None:
+        """Raise `NonFiniteError` when no epoch gave a finite validation loss (no weights to restore)."""
+        if self.best_epoch < 0:
+            raise NonFiniteError(f"validation loss of group {'|'.join(tasks)} was never finite")
+
+
+def epoch_logs(
+    tasks: Sequence[str], mean_train: Sequence[float], val_loss: dict[str, float], epoch: int, step: int,
+    config: TrainConfig,
+) -> dict:
+    """One epoch's history entry; `NonFiniteError` naming the first task whose training loss is not finite."""
+    bad = [t for t, v in zip(tasks, mean_train, strict=True) if not np.isfinite(v)]
+    if bad:
+        value = mean_train[list(tasks).index(bad[0])]
+        raise NonFiniteError(f"loss of task {bad[0]!r} became {value} during epoch {epoch}")
+    return {
+        "epoch": epoch,
+        "step": step,
+        "lr": config.lr_at(epoch),
+        "train_loss": dict(zip(tasks, mean_train, strict=True)),
+        "val_loss": val_loss,
+    }
 
 
 def members(group: Iterable[str] | str, tasks: Sequence[str], name: str) -> tuple[str, ...]:
@@ -349,9 +392,14 @@ class Trainer(BaseTrainer):
             self._eval["val"].append((on_device(t.val.x[reported]), on_device(t.val.y[reported])))
             self._eval["test"].append((on_device(t.test.x), on_device(t.test.y)))
 
-    def _epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch_rows(self) -> Iterator[np.ndarray]:
+        """The steps of one epoch as (K, B) row indices into `train_x` (row k: task k's sub-batch)."""
         for rows in self.plan.epoch():
-            index = torch.from_numpy(self.offsets + np.stack(rows)).to(self.device)  # (K, B) rows of train_x
+            yield self.offsets + np.stack(rows)
+
+    def _epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for rows in self.epoch_rows():
+            index = torch.from_numpy(rows).to(self.device)
             flat = index.reshape(-1)
             inputs = self.train_x.index_select(0, flat).view(*index.shape, -1)
             yield inputs, self.train_y.index_select(0, flat).view(index.shape)
@@ -359,14 +407,21 @@ class Trainer(BaseTrainer):
     separable = True
 
     def _losses(self, batch, model=None, tasks=None) -> torch.Tensor:
-        """Per-task mean losses for stacked sub-batches (K, B, d) and targets (K, B)."""
-        inputs, targets = batch
+        """Per-task mean losses for stacked sub-batches (K, B, d) and targets (K, B).
+
+        A third element, a (K, B) 0/1 mask, restricts each task's mean to its rows marked 1 (padding).
+        """
+        inputs, targets, *mask = batch
         if tasks is not None and len(tasks) < len(self.tasks):
             index = torch.tensor(tasks, device=inputs.device)
             inputs, targets = inputs.index_select(0, index), targets.index_select(0, index)
+            mask = [m.index_select(0, index) for m in mask]
         names = self.tasks if tasks is None else [self.tasks[k] for k in tasks]
         outputs = (self.model if model is None else model).forward_stacked(inputs, names)
-        return self.loss_fn(outputs, targets, reduction="none").mean(dim=1)
+        elementwise = self.loss_fn(outputs, targets, reduction="none")
+        if not mask:
+            return elementwise.mean(dim=1)
+        return (elementwise * mask[0]).sum(dim=1) / mask[0].sum(dim=1).clamp(min=1.0)
 
     def _fast_backward(self, batch) -> engine.TaskGradients | None:
         if not self._fast_gradients:
@@ -541,9 +596,14 @@ class SharedInputTrainer(BaseTrainer):
             (out, self.loss_fns[t](out, y[:, k])) for k, (t, out) in enumerate(zip(self.tasks, outputs, strict=True))
         ]
 
+    def epoch_rows(self) -> Iterator[np.ndarray]:
+        """The steps of one epoch as (B,) row indices into the training split."""
+        for (rows,) in self.plan.epoch():
+            yield rows
+
     def _epoch(self) -> Iterator[tuple]:
         x, y, mask = self.data["train"]
-        for (rows,) in self.plan.epoch():
+        for rows in self.epoch_rows():
             index = torch.from_numpy(rows).to(self.device)
             yield x[index], y[index], None if mask is None else mask[index]
 
