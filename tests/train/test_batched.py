@@ -4,6 +4,7 @@ The reference is always the one-at-a-time trainer (`TorchProblem.train`) on the 
 which never touches the batched code.
 """
 
+import itertools
 import logging
 
 import numpy as np
@@ -47,7 +48,7 @@ def test_multi_input_members_equal_their_runs_alone(chemical, optimizer):
         fresh = problem.make_model(group, seed)
         for (name, p), q in zip(trainer.model.named_parameters(), fresh.parameters(), strict=True):
             assert torch.equal(p, q), name
-    assert_same_runs(problem, RUNS, BatchedTrainer(trainers).fit())
+    assert_same_runs(problem, RUNS, BatchedTrainer.of(trainers).fit())
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -56,7 +57,7 @@ def test_single_input_members_equal_their_runs_alone(optimizer):
     config = TrainConfig(optimizer=optimizer, lr=3e-3, batch_size=128, stop_fraction=0.5, **FIXED)
     problem = TorchProblem(forecast_data(), forecaster, loss="mse", config=config)
     runs = [(g, s) for g in (["HUFL", "OT"], ["MUFL", "OT"], ["HUFL", "MUFL"]) for s in (0, 1)]
-    assert_same_runs(problem, runs, BatchedTrainer([problem.trainer(g, s) for g, s in runs]).fit())
+    assert_same_runs(problem, runs, BatchedTrainer.of([problem.trainer(g, s) for g, s in runs]).fit())
 
 
 def stopping_problem(kind: str, chemical) -> tuple[TorchProblem, list]:
@@ -96,7 +97,7 @@ def test_a_member_whose_loss_becomes_nan_fails_alone(chemical):
 
     problem = TorchProblem(chemical, factory, config=TrainConfig(**FIXED))
     runs = [(["87", "55"], 0), (["83", "55"], 0), (["80", "81"], 0)]
-    outcomes = BatchedTrainer([problem.trainer(g, s) for g, s in runs]).fit()
+    outcomes = BatchedTrainer.of([problem.trainer(g, s) for g, s in runs]).fit()
     assert isinstance(outcomes[1], NonFiniteError) and "'83' became nan" in str(outcomes[1])
     with pytest.raises(NonFiniteError, match="'83' became nan"):
         problem.train(*runs[1])
@@ -118,7 +119,7 @@ def test_a_model_that_cannot_be_batched_falls_back_with_its_reason(chemical, fac
     problem = TorchProblem(chemical, factory, config=TrainConfig(max_steps=40, patience_steps=0))
     runs = [(["87", "55"], 0), (["80", "81"], 1)]
     with pytest.raises(NotBatchable, match="cannot be batched"):
-        BatchedTrainer([problem.trainer(g, s) for g, s in runs]).fit()
+        BatchedTrainer.of([problem.trainer(g, s) for g, s in runs]).fit()
     with caplog.at_level(logging.WARNING, logger="taskrel"):
         outcomes = problem.train_many(runs)
     assert "training 2 runs one at a time" in caplog.text and "cannot be batched" in caplog.text
@@ -143,20 +144,27 @@ def test_a_model_whose_outputs_depend_on_more_than_its_parameters_is_refused(che
 
     problem = TorchProblem(chemical, factory, config=TrainConfig(max_steps=40, patience_steps=0))
     with pytest.raises(NotBatchable, match="where the model itself gives"):
-        BatchedTrainer([problem.trainer(["87", "55"], 0), problem.trainer(["80", "81"], 3)]).fit()
+        BatchedTrainer.of([problem.trainer(["87", "55"], 0), problem.trainer(["80", "81"], 3)]).fit()
 
 
-def test_train_runs_batches_by_layout_and_caps_the_batch(chemical, monkeypatch):
-    problem = TorchProblem(chemical, config=TrainConfig(max_steps=30, patience_steps=0))
-    runs = [(["87"], 0), (["87", "55"], 0), (["55"], 1), (["80", "81"], 0), (["83"], 0)]
-    sizes = []
-    original = BatchedTrainer.__init__
+def test_groups_of_different_sizes_share_a_batch_and_the_cap_holds(chemical, monkeypatch):
+    """Narrower members are padded with masked-out heads; a finished member's place goes to the next run.
 
-    def spy(self, trainers):
-        sizes.append(len(trainers))
-        original(self, trainers)
+    Each member still equals its run alone.
+    """
+    problem = TorchProblem(chemical, config=TrainConfig(lr=0.05, patience=2, patience_steps=0, max_steps=600))
+    runs = [(["87"], 0), (["87", "55", "80"], 0), (["55"], 1), (["80", "81"], 0), (["83"], 0), (["81", "83"], 2)]
+    widths = []
+    original = BatchedTrainer._step
 
-    monkeypatch.setattr(BatchedTrainer, "__init__", spy)
-    outcomes = train_runs(lambda i: problem.trainer(*runs[i]), len(runs), max_batch=2)
-    assert sorted(sizes) == [2, 2]  # singles: a batch of 2 and one alone; pairs: a batch of 2
-    assert_same_runs(problem, runs, outcomes)
+    def spy(self, stack, active):
+        widths.append(sorted(len(m.trainer.tasks) for m in active))
+        return original(self, stack, active)
+
+    monkeypatch.setattr(BatchedTrainer, "_step", spy)
+    assert_same_runs(problem, runs, train_runs(lambda i: problem.trainer(*runs[i]), len(runs)))
+    assert widths[0] == [1, 1, 1, 2, 2, 3]  # one batch for every size
+    widths.clear()
+    assert_same_runs(problem, runs, train_runs(lambda i: problem.trainer(*runs[i]), len(runs), max_batch=2))
+    assert max(len(w) for w in widths) == 2 and widths[0] == [1, 1]  # by size, two at a time
+    assert sum(1 for a, b in itertools.pairwise(widths) if a != b) >= 3  # members left and others took their place

@@ -32,6 +32,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from taskrel.errors import TaskrelError
+from taskrel.models import MultiTaskModel
 from taskrel.train.config import TrainConfig
 from taskrel.train.trainer import (
     BaseTrainer,
@@ -54,15 +55,40 @@ class NotBatchable(TaskrelError):
 
 
 def layout(trainer: BaseTrainer) -> tuple:
-    """What must agree for two trainers to share a batch: trainer kind, model tree, parameters, losses."""
-    params = tuple((n, tuple(p.shape), p.dtype) for n, p in trainer.model.named_parameters())
-    buffers = tuple((n, tuple(b.shape), b.dtype) for n, b in trainer.model.named_buffers())
+    """What must agree for two trainers to share a batch: trainer kind, model layout, losses, protocol.
+
+    A `MultiTaskModel` whose heads all have one layout is described by its trunk and that head layout,
+    not by its number of heads: groups of different sizes share a batch, each padded to the largest
+    with masked-out heads (`_Layout`). Any other model must match exactly (module tree, parameters,
+    buffers).
+    """
+    model = trainer.model
+    heads = _head_layouts(model)
+    if heads is not None and len(set(heads)) == 1:
+        described = ("heads", repr(model.trunk), _tensors(model.trunk), heads[0])
+    else:
+        described = ("exact", repr(model), _tensors(model))
     if isinstance(trainer, SharedInputTrainer):
-        losses = tuple(s if isinstance(s, str) else id(s) for s in (trainer.loss_specs[t] for t in trainer.tasks))
+        specs = tuple(s if isinstance(s, str) else id(s) for s in (trainer.loss_specs[t] for t in trainer.tasks))
+        losses = specs[:1] if len(set(specs)) == 1 else ("per task", specs)
     else:
         losses = (id(getattr(trainer, "loss_fn", None)),)
+    if losses[0] == "per task":  # positions carry different losses: only identical task lists line up
+        described = (*described, len(trainer.tasks))
+    data = id(trainer.dataset) if isinstance(trainer, SharedInputTrainer) else None  # shared inputs: one data set
     usable = not trainer.callbacks and trainer.weighting is None
-    return (type(trainer), repr(trainer.model), params, buffers, losses, trainer.config, str(trainer.device), usable)
+    return (type(trainer), described, losses, data, trainer.config, str(trainer.device), usable)
+
+
+def _tensors(module: nn.Module) -> tuple:
+    return (tuple((n, tuple(p.shape), p.dtype) for n, p in module.named_parameters()),
+            tuple((n, tuple(b.shape), b.dtype) for n, b in module.named_buffers()))  # fmt: skip
+
+
+def _head_layouts(model: nn.Module) -> list[tuple] | None:
+    if not isinstance(model, MultiTaskModel) or set(dict(model.named_children())) != {"trunk", "heads"}:
+        return None
+    return [(repr(h), _tensors(h)) for h in model.heads]
 
 
 def train_runs(
@@ -72,76 +98,94 @@ def train_runs(
 
     Returns each run's result, or the exception that ended it (a failed run fails alone). Runs that
     cannot be batched are trained one at a time after one log line saying why. `max_batch` caps the
-    members of one batch (None: no cap; 1: every run alone).
+    members training at once (None: no cap; 1: every run alone); a finished member's place goes to
+    the next run of its layout, so the batch stays full while long runs finish.
     """
     results: list[TrainResult | Exception | None] = [None] * count
-    buckets: dict[tuple, list[tuple[int, BaseTrainer]]] = {}
+    buckets: dict[tuple, list[tuple[int, int]]] = {}
     for i in range(count):
         try:
-            trainer = make_trainer(i)
+            trainer = make_trainer(i)  # built here for its layout only: members are built again when admitted
         except Exception as exc:  # the run fails alone, with its message
             results[i] = exc
             continue
-        buckets.setdefault(layout(trainer), []).append((i, trainer))
-    cap = max(1, max_batch or count)
-    for key, members in buckets.items():
-        batches = [members[j : j + cap] for j in range(0, len(members), cap)]
-        for batch in batches:
-            if len(batch) > 1 and key[-1]:
-                try:
-                    for (i, _), outcome in zip(batch, BatchedTrainer([t for _, t in batch]).fit(), strict=True):
-                        results[i] = outcome
-                    continue
-                except NotBatchable as exc:  # raised before any member drew a batch: the trainers are untouched
-                    log.warning("taskrel: training %d runs one at a time: %s", len(batch), exc)
-            for i, trainer in batch:
-                try:
-                    results[i] = trainer.fit()
-                except Exception as exc:
-                    results[i] = exc
+        buckets.setdefault(layout(trainer), []).append((len(trainer.tasks), i))
+    capacity = max(1, max_batch or count)
+    for key, runs in buckets.items():
+        runs.sort()  # by width: members admitted together are padded to similar widths
+        order = [i for _, i in runs]
+        if len(order) > 1 and capacity > 1 and key[-1]:
+            try:
+                build = lambda j, order=order: make_trainer(order[j])  # noqa: E731
+                engine = BatchedTrainer(build, len(order), capacity, template=len(order) - 1)
+                for i, outcome in zip(order, engine.fit(), strict=True):
+                    results[i] = outcome
+                continue
+            except NotBatchable as exc:  # raised before any member drew a batch
+                log.warning("taskrel: training %d runs one at a time: %s", len(order), exc)
+        for i in order:
+            try:
+                results[i] = make_trainer(i).fit()
+            except Exception as exc:
+                results[i] = exc
     return results  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------------------
-class _Stacked:
-    """Optimiser state of the stacked parameters: SGD with momentum or Adam, as torch.optim computes them."""
+class _Optimizer:
+    """Per-member optimiser state of stacked parameters: SGD with momentum or Adam, as torch.optim computes them.
 
-    def __init__(self, config: TrainConfig, params: dict[str, torch.Tensor]) -> None:
+    Members join (`add`) and leave (`keep`) at any step; each has its own step count (Adam's bias
+    correction). SGD's momentum buffer starts at zero, so its first update is the gradient itself.
+    """
+
+    BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
+
+    def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.state: dict[str, dict[str, torch.Tensor]] = {n: {} for n in params}
-        self.steps = 0
+        self.state: dict[str, dict[str, torch.Tensor]] = {}
+        self.steps: torch.Tensor | None = None  # (G,) float64
+
+    def add(self, params: dict[str, torch.Tensor], count: int) -> None:
+        """State for `count` new members, appended after the current ones (as in `params`)."""
+        device = next(iter(params.values())).device
+        fresh = torch.zeros(count, dtype=torch.float64, device=device)
+        self.steps = fresh if self.steps is None else torch.cat([self.steps, fresh])
+        names = ("m", "v") if self.config.optimizer == "adam" else ("buf",) if self.config.momentum else ()
+        for n, p in params.items():
+            zeros = torch.zeros(count, *p.shape[1:], dtype=p.dtype, device=p.device)
+            state = self.state.setdefault(n, {})
+            for k in names:
+                state[k] = zeros.clone() if k not in state else torch.cat([state[k], zeros])
+
+    def keep(self, index: torch.Tensor) -> None:
+        self.steps = self.steps.index_select(0, index)
+        self.state = {n: {k: v.index_select(0, index) for k, v in s.items()} for n, s in self.state.items()}
 
     def step(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor | None], lr: torch.Tensor) -> None:
-        """One update; `lr` holds each member's learning rate (G,)."""
-        self.steps += 1
+        """One update of every member; `lr` (G,) float64 holds each member's learning rate."""
         cfg = self.config
+        self.steps += 1
         with torch.no_grad():
+            if cfg.optimizer == "adam":
+                step_size = lr / (1 - self.BETA1**self.steps)
+                correction = torch.sqrt(1 - self.BETA2**self.steps)
             for name, p in params.items():
                 g = grads[name]
                 if g is None:
                     continue
-                rate = lr.view(-1, *([1] * (p.dim() - 1)))
+                shape = (-1, *([1] * (p.dim() - 1)))
                 state = self.state[name]
                 if cfg.optimizer == "adam":
-                    beta1, beta2, eps = 0.9, 0.999, 1e-8
-                    if not state:
-                        state["m"], state["v"] = torch.zeros_like(p), torch.zeros_like(p)
-                    state["m"].lerp_(g, 1 - beta1)
-                    state["v"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                    step_size = rate / (1 - beta1**self.steps)
-                    denom = (state["v"].sqrt() / math.sqrt(1 - beta2**self.steps)).add_(eps)
-                    p.sub_(step_size * (state["m"] / denom))
+                    state["m"].lerp_(g, 1 - self.BETA1)
+                    state["v"].mul_(self.BETA2).addcmul_(g, g, value=1 - self.BETA2)
+                    denom = (state["v"].sqrt() / correction.to(p.dtype).view(shape)).add_(self.EPS)
+                    p.sub_(step_size.to(p.dtype).view(shape) * (state["m"] / denom))
                 elif cfg.momentum:
-                    if "buf" not in state:
-                        state["buf"] = g.clone()
-                    else:
-                        state["buf"].mul_(cfg.momentum).add_(g)
-                    p.sub_(rate * state["buf"])
+                    state["buf"].mul_(cfg.momentum).add_(g)
+                    p.sub_(lr.to(p.dtype).view(shape) * state["buf"])
                 else:
-                    p.sub_(rate * g)
-
-    def keep(self, index: torch.Tensor) -> None:
-        self.state = {n: {k: v.index_select(0, index) for k, v in s.items()} for n, s in self.state.items()}
+                    p.sub_(lr.to(p.dtype).view(shape) * g)
 
 
 class _LossOf(nn.Module):
@@ -157,42 +201,42 @@ class _LossOf(nn.Module):
 
 
 class _MultiInputData:
-    """Batches of `Trainer` members: one (K, B) block of rows per member from one stacked training tensor."""
+    """Batches of `Trainer` members: per member a (width, B) block of its own rows, blocks past its tasks masked out."""
 
-    def __init__(self, members: Sequence[Trainer]) -> None:
-        self.device = members[0].device
-        self.base = np.cumsum([0, *[len(m.train_x) for m in members[:-1]]])
-        self.x = torch.cat([m.train_x for m in members])
-        self.y = torch.cat([m.train_y for m in members])
-        self.stop = self._stack([[m._eval["stop"][k] for k in range(len(m.tasks))] for m in members])
+    def __init__(self, template: Trainer, width: int) -> None:
+        self.device, self.width = template.device, width
 
-    def _stack(self, blocks: list[list[tuple[torch.Tensor, torch.Tensor]]]) -> tuple[torch.Tensor, ...]:
-        g, k = len(blocks), len(blocks[0])
-        v = max(len(y) for member in blocks for _, y in member)
-        d = blocks[0][0][0].shape[1:]
-        x = torch.zeros(g, k, v, *d, dtype=blocks[0][0][0].dtype, device=self.device)
-        y = torch.zeros(g, k, v, dtype=blocks[0][0][1].dtype, device=self.device)
-        mask = torch.zeros(g, k, v, dtype=y.dtype, device=self.device)
+    def train_batch(self, members: Sequence[_Member]) -> tuple[tuple, tuple]:
+        """The step's batch of `members` and its `vmap` dims."""
+        rows = [m.next_rows for m in members]
+        width = max(r.shape[1] for r in rows)
+        x = torch.zeros(len(rows), self.width, width, *members[0].trainer.train_x.shape[1:], device=self.device)
+        y = torch.zeros(len(rows), self.width, width, device=self.device)
+        mask = torch.zeros(len(rows), self.width, width, device=self.device)
+        for i, (m, r) in enumerate(zip(members, rows, strict=True)):
+            index = torch.from_numpy(r).to(self.device)
+            k, b = r.shape
+            x[i, :k, :b] = m.trainer.train_x[index]
+            y[i, :k, :b] = m.trainer.train_y[index]
+            mask[i, :k, :b] = 1
+        return (x, y, mask), (0, 0, 0)
+
+    def stop_batches(self, members: Sequence[_Member]) -> Iterator[tuple[tuple, tuple]]:
+        blocks = [m.trainer._eval["stop"] for m in members]
+        v = max(len(by) for member in blocks for _, by in member)
+        first = blocks[0][0][0]
+        x = torch.zeros(len(blocks), self.width, v, *first.shape[1:], dtype=first.dtype, device=self.device)
+        y = torch.zeros(len(blocks), self.width, v, device=self.device)
+        mask = torch.zeros(len(blocks), self.width, v, device=self.device)
         for i, member in enumerate(blocks):
             for j, (bx, by) in enumerate(member):
                 x[i, j, : len(by)], y[i, j, : len(by)], mask[i, j, : len(by)] = bx, by, 1
-        return x, y, mask
+        yield (x, y, mask), (0, 0, 0)
 
-    def train_batch(self, rows: Sequence[np.ndarray], positions: Sequence[int]) -> tuple[tuple, tuple]:
-        """The step's batch of the members in the stack (their `rows`; `positions`: their places among all members)."""
-        width = max(r.shape[1] for r in rows)
-        index = np.zeros((len(rows), rows[0].shape[0], width), dtype=np.int64)
-        mask = np.zeros(index.shape, dtype=np.float32)
-        for i, (r, pos) in enumerate(zip(rows, positions, strict=True)):
-            index[i, :, : r.shape[1]] = r + self.base[pos]
-            mask[i, :, : r.shape[1]] = 1
-        flat = torch.from_numpy(index).to(self.device).reshape(-1)
-        x = self.x.index_select(0, flat).view(*index.shape, *self.x.shape[1:])
-        y = self.y.index_select(0, flat).view(index.shape)
-        return (x, y, torch.from_numpy(mask).to(device=self.device, dtype=y.dtype)), (0, 0, 0)
-
-    def stop_batches(self, index: torch.Tensor) -> Iterator[tuple[tuple, tuple]]:
-        yield tuple(t.index_select(0, index) for t in self.stop), (0, 0, 0)
+    @staticmethod
+    def counts(batch: tuple) -> torch.Tensor:
+        """Rows counted per (member, task) of a batch: (G, width)."""
+        return batch[2].sum(dim=-1)
 
     @staticmethod
     def padded(batch: tuple, extra: int, fill: float) -> tuple:
@@ -203,48 +247,58 @@ class _MultiInputData:
                 torch.cat([y, y[:, :, :1].expand(-1, -1, extra)], 2),
                 torch.cat([mask, torch.zeros_like(mask[:, :, :1]).expand(-1, -1, extra)], 2))  # fmt: skip
 
-    def keep(self, index: torch.Tensor) -> None:
-        self.stop = tuple(t.index_select(0, index) for t in self.stop)
-
 
 class _SharedInputData:
-    """Batches of `SharedInputTrainer` members: one input batch (shared when the rows agree), targets per member."""
+    """Batches of `SharedInputTrainer` members of one data set: one input batch (shared when the rows agree),
+    each member's target columns gathered from the data set's, columns past its tasks masked out."""
 
-    def __init__(self, members: Sequence[SharedInputTrainer]) -> None:
-        self.device = members[0].device
-        self.eval_batch = members[0].eval_batch
-        self.x = members[0].data["train"][0]
-        self.y = torch.stack([m.data["train"][1] for m in members])  # (G, N, K)
-        self.mask = self._mask([m.data["train"][2] for m in members], self.y)
-        self.stop_x = members[0].data["stop"][0]
-        self.stop_y = torch.stack([m.data["stop"][1] for m in members])
-        self.stop_mask = self._mask([m.data["stop"][2] for m in members], self.stop_y)
+    def __init__(self, template: SharedInputTrainer, width: int) -> None:
+        self.device, self.width, self.eval_batch = template.device, width, template.eval_batch
+        dataset = template.dataset
+        k = template.config.stop_rows(len(dataset.val))
+        on_device = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(self.device)  # noqa: E731
+        labelled = lambda part, n: torch.ones(n, len(dataset.task_names)) if part.mask is None else part.mask  # noqa: E731
+        self.x, self.y = template.data["train"][0], on_device(dataset.train.y)
+        self.mask = on_device(np.asarray(labelled(dataset.train, len(dataset.train)), dtype=np.float32))
+        self.stop_x, self.stop_y = template.data["stop"][0], on_device(dataset.val.y[:k])
+        self.stop_mask = on_device(np.asarray(labelled(dataset.val, len(dataset.val)), dtype=np.float32)[:k])
 
-    @staticmethod
-    def _mask(masks: list[torch.Tensor | None], y: torch.Tensor) -> torch.Tensor:
-        if masks[0] is None:  # every row labelled: (G, N, K) ones, whatever the shape of a target
-            return torch.ones(y.shape[:3], dtype=y.dtype, device=y.device)
-        return torch.stack(masks).to(y.dtype)
+    def _columns(self, members: Sequence[_Member]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(G, width) column indices into the data set's targets, and 1 where the column is the member's."""
+        columns = np.zeros((len(members), self.width), dtype=np.int64)
+        valid = np.zeros((len(members), self.width), dtype=np.float32)
+        for i, m in enumerate(members):
+            columns[i, : len(m.trainer.columns)], valid[i, : len(m.trainer.columns)] = m.trainer.columns, 1
+        return torch.from_numpy(columns).to(self.device), torch.from_numpy(valid).to(self.device)
 
-    def train_batch(self, rows: Sequence[np.ndarray], positions: Sequence[int]) -> tuple[tuple, tuple]:
+    def train_batch(self, members: Sequence[_Member]) -> tuple[tuple, tuple]:
+        """The step's batch of `members` and its `vmap` dims (the input shared when every member drew the same rows)."""
+        rows = [m.next_rows for m in members]
         width = max(len(r) for r in rows)
         index = np.zeros((len(rows), width), dtype=np.int64)
         pad = np.zeros(index.shape, dtype=np.float32)
         for i, r in enumerate(rows):
             index[i, : len(r)], pad[i, : len(r)] = r, 1
-        members = torch.arange(len(rows), device=self.device)[:, None]  # targets are kept in stack order
+        columns, valid = self._columns(members)
         rows_t = torch.from_numpy(index).to(self.device)
-        y = self.y[members, rows_t]
-        mask = self.mask[members, rows_t] * torch.from_numpy(pad).to(device=self.device, dtype=y.dtype)[..., None]
+        y = self.y[rows_t[:, :, None], columns[:, None, :]]  # (G, B, width, …)
+        mask = self.mask[rows_t[:, :, None], columns[:, None, :]] * valid[:, None, :]
+        mask = mask * torch.from_numpy(pad).to(self.device)[..., None]
         if all(len(r) == width and np.array_equal(r, rows[0]) for r in rows):
-            return (self.x[rows_t[0]], y, mask), (None, 0, 0)
-        return (self.x[rows_t], y, mask), (0, 0, 0)
+            return (self.x[rows_t[0]], y, mask.to(y.dtype)), (None, 0, 0)
+        return (self.x[rows_t], y, mask.to(y.dtype)), (0, 0, 0)
 
-    def stop_batches(self, index: torch.Tensor) -> Iterator[tuple[tuple, tuple]]:
+    def stop_batches(self, members: Sequence[_Member]) -> Iterator[tuple[tuple, tuple]]:
+        columns, valid = self._columns(members)
         for start in range(0, len(self.stop_x), self.eval_batch):
             part = slice(start, start + self.eval_batch)
-            y, mask = self.stop_y.index_select(0, index)[:, part], self.stop_mask.index_select(0, index)[:, part]
-            yield (self.stop_x[part], y, mask), (None, 0, 0)
+            y = self.stop_y[part][:, columns].movedim(0, 1)  # (G, rows, width, …)
+            mask = self.stop_mask[part][:, columns].movedim(0, 1) * valid[:, None, :]
+            yield (self.stop_x[part], y, mask.to(y.dtype)), (None, 0, 0)
+
+    @staticmethod
+    def counts(batch: tuple) -> torch.Tensor:
+        return batch[2].sum(dim=1)
 
     @staticmethod
     def padded(batch: tuple, extra: int, fill: float) -> tuple:
@@ -254,9 +308,46 @@ class _SharedInputData:
                 torch.cat([y, y[:, :1].expand(-1, extra, *y.shape[2:])], 1),
                 torch.cat([mask, torch.zeros_like(mask[:, :1]).expand(-1, extra, -1)], 1))  # fmt: skip
 
+
+class _Stack:
+    """The active members' stacked state: parameters, buffers, best weights, epoch loss sums, optimiser state."""
+
+    def __init__(self, width: int, device: torch.device, optimizer: _Optimizer) -> None:
+        self.params: dict[str, torch.Tensor] = {}
+        self.buffers: dict[str, torch.Tensor] = {}
+        self.best: dict[str, torch.Tensor] = {}
+        self.best_buffers: dict[str, torch.Tensor] = {}
+        self.sums = torch.zeros(0, width, device=device)
+        self.optimizer = optimizer
+        self.started = False
+
+    def add(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]) -> None:
+        """Append new members (their initial weights are also their best so far)."""
+        count = len(next(iter(params.values())))
+        join = lambda old, new: {k: torch.cat([old[k], v]) if old else v for k, v in new.items()}  # noqa: E731
+        self.best = join(self.best, {k: v.detach().clone() for k, v in params.items()})
+        self.best_buffers = join(self.best_buffers, {k: v.clone() for k, v in buffers.items()})
+        self.params = {k: v.detach().requires_grad_(True) for k, v in join(self.params, params).items()}
+        self.buffers = join(self.buffers, buffers)
+        self.sums = torch.cat([self.sums, self.sums.new_zeros(count, self.sums.shape[1])])
+        self.optimizer.add(self.params, count)
+        self.started = True
+
     def keep(self, index: torch.Tensor) -> None:
-        self.y, self.mask = self.y.index_select(0, index), self.mask.index_select(0, index)
-        self.stop_y, self.stop_mask = self.stop_y.index_select(0, index), self.stop_mask.index_select(0, index)
+        """Keep only the members at stack positions `index` (in that order)."""
+        select = lambda d: {n: v.detach().index_select(0, index) for n, v in d.items()}  # noqa: E731
+        self.params = {n: v.requires_grad_(True) for n, v in select(self.params).items()}
+        self.buffers, self.best, self.best_buffers = select(self.buffers), select(self.best), select(self.best_buffers)
+        self.sums = self.sums.index_select(0, index)
+        self.optimizer.keep(index)
+
+    def remember(self, j: int) -> None:
+        """Member `j`'s current weights are its best so far."""
+        with torch.no_grad():
+            for n, v in self.params.items():
+                self.best[n][j] = v[j]
+            for n, v in self.buffers.items():
+                self.best_buffers[n][j] = v[j]
 
 
 @dataclass
@@ -264,10 +355,10 @@ class _Member:
     """One run's progress in the batch."""
 
     trainer: BaseTrainer
-    position: int  # index into the caller's list
+    position: int  # the run's index among all runs
     stopping: EarlyStopping
-    rows: Iterator[np.ndarray]
-    next_rows: np.ndarray
+    rows: Iterator[np.ndarray] | None = None
+    next_rows: np.ndarray | None = None
     epoch: int = 0
     step: int = 0
     count: int = 0
@@ -275,66 +366,90 @@ class _Member:
     history: list[dict] = field(default_factory=list)
     failure: Exception | None = None
 
+    def start_epoch(self) -> None:
+        self.rows = self.trainer.epoch_rows()
+        self.next_rows = next(self.rows)
+
 
 class BatchedTrainer:
-    """Train `trainers` (same `layout`, no collectors or weighting) as one batched model; see the module docstring."""
+    """Train runs 0 … count−1 (`make_trainer(i)` builds each, all of one `layout`) as one batched model.
 
-    def __init__(self, trainers: Sequence[BaseTrainer]) -> None:
-        keys = {layout(t) for t in trainers}
-        if len(keys) != 1 or not next(iter(keys))[-1]:
-            raise NotBatchable("the runs differ in model layout, losses or configuration, or use collectors")
-        self.trainers = list(trainers)
-        self.template = trainers[0]
+    At most `capacity` members train at once; when members finish, the next runs take their places.
+    `template` is the index of a run with the most tasks (narrower members are padded to it); its
+    trainer is built once more to serve as the template. See the module docstring.
+    """
+
+    def __init__(
+        self, make_trainer: Callable[[int], BaseTrainer], count: int, capacity: int | None = None, *, template: int
+    ) -> None:
+        self.make_trainer, self.count = make_trainer, count
+        self.capacity = max(1, capacity or count)
+        self.template = make_trainer(template)
+        if not layout(self.template)[-1]:
+            raise NotBatchable("runs with collectors or a weighting method train one at a time")
+        self.width = len(self.template.tasks)
         self.config = self.template.config
         self.device = self.template.device
-        kind = type(self.template)
-        self.data = _MultiInputData(trainers) if kind is Trainer else _SharedInputData(trainers)
+        data = _MultiInputData if type(self.template) is Trainer else _SharedInputData
+        self.data = data(self.template, self.width)
         self._loss_module = _LossOf(self.template)
+        self._layout = layout(self.template)
+
+    @classmethod
+    def of(cls, trainers: Sequence[BaseTrainer], capacity: int | None = None) -> BatchedTrainer:
+        """The batched trainer of built `trainers` (which must share one `layout`)."""
+        if len({layout(t) for t in trainers}) != 1:
+            raise NotBatchable("the runs differ in model layout, losses or configuration")
+        widest = max(range(len(trainers)), key=lambda i: len(trainers[i].tasks))
+        return cls(trainers.__getitem__, len(trainers), capacity, template=widest)
 
     def fit(self) -> list[TrainResult | Exception]:
-        """Each member's `TrainResult`, or the exception that ended it, in the order of `trainers`."""
+        """Each run's `TrainResult`, or the exception that ended it, in run order."""
         with torch_threads(self.template.threads):
             return self._fit()
 
     # -- the batched model ----------------------------------------------------------------------
     def _losses(self, params: dict, buffers: dict, batch: tuple, dims: tuple) -> torch.Tensor:
-        """Per-member per-task losses (G, K) of `batch` under the stacked `params`."""
+        """Per-member per-task losses (G, width) of `batch` under the stacked `params`."""
 
         def one(p: dict, b: dict, *data: torch.Tensor) -> torch.Tensor:
             return functional_call(self._loss_module, (p, b), data)
 
         return vmap(one, in_dims=(0, 0, *dims))(params, buffers, *batch)
 
-    def _stop_losses(self, params: dict, buffers: dict, index: torch.Tensor) -> torch.Tensor:
-        """Mean losses (G', K) on the stop rows of the members at `index`."""
+    def _stop_losses(self, params: dict, buffers: dict, members: Sequence[_Member], index: torch.Tensor
+                     ) -> torch.Tensor:  # fmt: skip
+        """Mean losses (G', width) on the stop rows of `members`, at stack positions `index`."""
         sub = ({k: v.index_select(0, index) for k, v in params.items()},
                {k: v.index_select(0, index) for k, v in buffers.items()})  # fmt: skip
         total, counts = None, None
         self.template.model.eval()  # as the trainers evaluate
         try:
             with torch.no_grad():
-                for batch, dims in self.data.stop_batches(index):
-                    means = self._losses(*sub, batch, dims)
-                    weight = batch[2].sum(dim=-1) if isinstance(self.template, Trainer) else batch[2].sum(dim=1)
+                for batch, dims in self.data.stop_batches(members):
+                    means, weight = self._losses(*sub, batch, dims), self.data.counts(batch)
                     total = means * weight if total is None else total + means * weight
                     counts = weight if counts is None else counts + weight
         finally:
             self.template.model.train()
         return total / counts.clamp(min=1.0)
 
-    def _probe(self, params: dict, buffers: dict) -> None:
-        """Check that the batched model reproduces every member and that padding leaves its losses alone.
+    def _stack(self, trainers: Sequence[BaseTrainer], buffers: bool) -> dict[str, torch.Tensor]:
+        """The trainers' parameters (or buffers) stacked by name; a head a narrower member lacks is zeros."""
+        get = (lambda m: dict(m.named_buffers())) if buffers else (lambda m: dict(m.named_parameters()))
+        own = [get(t.model) for t in trainers]
+        return {
+            f"model.{n}": torch.stack([m[n].detach() if n in m else torch.zeros_like(like) for m in own])
+            for n, like in get(self.template.model).items()
+        }
 
-        Three checks, before any member draws a batch: the model runs under `vmap` with gradients; its
-        stop-row losses (evaluation mode) equal each member's own evaluation; and in training mode,
-        appending masked-out rows to a batch changes no loss (a model whose output depends on other
-        rows of its batch, such as BatchNorm, would train on the padding).
-        """
-        everyone = torch.arange(len(self.trainers), device=self.device)
-        batch, dims = next(self.data.stop_batches(everyone))
+    def _probe(self, params: dict, buffers: dict, members: Sequence[_Member]) -> None:
+        """Check, before any member draws a batch, that the model batches: it runs under `vmap` with
+        gradients, and in training mode rows appended as padding change no loss (a model whose output
+        depends on other rows of its batch, such as BatchNorm, would train on the padding)."""
+        batch, dims = next(self.data.stop_batches(members))
         scratch = {k: v.clone() for k, v in buffers.items()}  # training mode may update buffers
         try:
-            batched = self._stop_losses(params, buffers, everyone)
             losses = self._losses(params, scratch, batch, dims)
             grads = torch.autograd.grad(losses.sum(), list(params.values()), allow_unused=True)
             with torch.no_grad():
@@ -353,88 +468,118 @@ class BatchedTrainer:
                 "other rows of the batch (e.g. BatchNorm), so the rows that pad members' batches to one size would "
                 "change them"
             )
-        for i, trainer in enumerate(self.trainers):
-            own = trainer.evaluate("stop")[0]
-            for k, task in enumerate(trainer.tasks):
+
+    @staticmethod
+    def _disagreement(batched: torch.Tensor, members: Sequence[_Member]) -> list[str]:
+        """Per member, why the batched stop-row losses differ from the member's own evaluation ("" if they agree)."""
+        reasons = []
+        for i, m in enumerate(members):
+            own, reason = m.trainer.evaluate("stop")[0], ""
+            for k, task in enumerate(m.trainer.tasks):
                 a, b = float(batched[i, k]), own[task]
                 if math.isfinite(b) and abs(a - b) > AGREEMENT * max(1.0, abs(b)):
-                    raise NotBatchable(
-                        f"the batched model gives run {'|'.join(trainer.tasks)} (seed {trainer.seed}) a stop loss of "
-                        f"{a:.6g} for task {task!r} where the model itself gives {b:.6g}"
-                    )
+                    run = f"{'|'.join(m.trainer.tasks)} (seed {m.trainer.seed})"
+                    reason = (f"the batched model gives run {run} a stop loss of {a:.6g} for task {task!r} where "
+                              f"the model itself gives {b:.6g}")  # fmt: skip
+                    break
+            reasons.append(reason)
+        return reasons
 
     # -- the loop -------------------------------------------------------------------------------
     def _fit(self) -> list[TrainResult | Exception]:
-        names = [n for n, _ in self.template.model.named_parameters()]
-        buffer_names = [n for n, _ in self.template.model.named_buffers()]
-        params = {
-            f"model.{n}": torch.stack([dict(t.model.named_parameters())[n].detach() for t in self.trainers])
-            for n in names
-        }
-        buffers = {
-            f"model.{n}": torch.stack([dict(t.model.named_buffers())[n].detach() for t in self.trainers])
-            for n in buffer_names
-        }
-        for p in params.values():
-            p.requires_grad_(True)
-        self._probe(params, buffers)
-        optimizer = _Stacked(self.config, params)
-        best = {k: v.detach().clone() for k, v in params.items()}
-        best_buffers = {k: v.clone() for k, v in buffers.items()}
-        outcomes: list[TrainResult | Exception | None] = [None] * len(self.trainers)
+        outcomes: list[TrainResult | Exception | None] = [None] * self.count
+        pending = iter(range(self.count))
+        stack = _Stack(self.width, self.device, _Optimizer(self.config))
         active: list[_Member] = []
-        for i, trainer in enumerate(self.trainers):
-            rows = trainer.epoch_rows()
-            active.append(_Member(trainer, i, EarlyStopping(self.config, trainer.monitor), rows, next(rows)))
-        k = len(self.template.tasks)
-        sums = torch.zeros(len(active), k, device=self.device)
-        while active:
-            started = time.perf_counter()
-            batch, dims = self.data.train_batch([m.next_rows for m in active], [m.position for m in active])
-            lr = torch.tensor([self.config.lr_at(m.epoch) for m in active], device=self.device)
-            losses = self._losses(params, buffers, batch, dims)
-            grads = torch.autograd.grad(losses.sum(), list(params.values()), allow_unused=True)
-            optimizer.step(params, dict(zip(params, grads, strict=True)), lr)
-            sums += losses.detach()
-            ended = []
-            for j, m in enumerate(active):
-                m.step += 1
-                m.count += 1
-                following = next(m.rows, None)
-                if following is None:
-                    ended.append(j)
-                else:
-                    m.next_rows = following
-            finished: list[int] = []
-            if ended:
-                index = torch.tensor(ended, device=self.device)
-                val = self._stop_losses(params, buffers, index).tolist()
-                means = (sums.index_select(0, index) / torch.tensor([[active[j].count] for j in ended],
-                                                                      device=self.device)).tolist()  # fmt: skip
-                for j, stop_loss, mean_train in zip(ended, val, means, strict=True):
-                    if self._epoch_end(active[j], j, stop_loss, mean_train, params, best, buffers, best_buffers):
-                        finished.append(j)
-                    sums[j] = 0
-            share = (time.perf_counter() - started) / len(active)
-            for m in active:
-                m.seconds += share
+        while True:
+            room = self.capacity - len(active)
+            joining = self._admit(pending, room, outcomes, probe=not stack.started)
+            if joining:
+                trainers = [m.trainer for m in joining]
+                stack.add(self._stack(trainers, buffers=False), self._stack(trainers, buffers=True))
+                for m in joining:
+                    m.start_epoch()
+                active += joining
+            if not active:
+                return outcomes  # type: ignore[return-value]
+            finished = self._step(stack, active)
             if finished:
                 for j in finished:
-                    m = active[j]
-                    outcomes[m.position] = self._finish(m, j, best, best_buffers)
+                    outcomes[active[j].position] = self._finish(active[j], j, stack)
                 keep = [j for j in range(len(active)) if j not in set(finished)]
-                index = torch.tensor(keep, dtype=torch.long, device=self.device)
+                stack.keep(torch.tensor(keep, dtype=torch.long, device=self.device))
                 active = [active[j] for j in keep]
-                params = {n: v.detach().index_select(0, index).requires_grad_(True) for n, v in params.items()}
-                buffers = {n: v.index_select(0, index) for n, v in buffers.items()}
-                best = {n: v.index_select(0, index) for n, v in best.items()}
-                best_buffers = {n: v.index_select(0, index) for n, v in best_buffers.items()}
-                sums = sums.index_select(0, index)
-                optimizer.keep(index)
-                self.data.keep(index)
-        return outcomes  # type: ignore[return-value]
 
-    def _epoch_end(self, m: _Member, j: int, stop_loss, mean_train, params, best, buffers, best_buffers) -> bool:
+    def _admit(self, pending: Iterator[int], room: int, outcomes: list, probe: bool) -> list[_Member]:
+        """Up to `room` new members, each checked against its own evaluation; the first ones also probe the model.
+
+        A run that fails to build fails alone; one the batch cannot reproduce trains on its own (one log line).
+        On the first admission a failed probe or disagreement raises `NotBatchable`: nothing has trained yet.
+        """
+        joining: list[_Member] = []
+        while len(joining) < room:
+            i = next(pending, None)
+            if i is None:
+                break
+            try:
+                trainer = self.make_trainer(i)
+                if layout(trainer) != self._layout:
+                    raise NotBatchable("its model layout, losses or configuration differ from the batch's")
+            except Exception as exc:
+                outcomes[i] = exc
+                continue
+            joining.append(_Member(trainer, i, EarlyStopping(self.config, trainer.monitor)))
+        if not joining:
+            return []
+        params = self._stack([m.trainer for m in joining], buffers=False)
+        buffers = self._stack([m.trainer for m in joining], buffers=True)
+        if probe:
+            self._probe({k: v.requires_grad_(True) for k, v in params.items()}, buffers, joining)
+        index = torch.arange(len(joining), device=self.device)
+        reasons = self._disagreement(self._stop_losses(params, buffers, joining, index), joining)
+        if probe and any(reasons):
+            raise NotBatchable(next(r for r in reasons if r))
+        for m, reason in zip(joining, reasons, strict=True):
+            if reason:
+                log.warning("taskrel: training one run alone: %s", reason)
+                outcomes[m.position] = self._alone(m.trainer)
+        return [m for m, reason in zip(joining, reasons, strict=True) if not reason]
+
+    def _step(self, stack: _Stack, active: list[_Member]) -> list[int]:
+        """One update of every active member and the epoch ends it brings; the stack positions of finished members."""
+        started = time.perf_counter()
+        batch, dims = self.data.train_batch(active)
+        lr = torch.tensor([self.config.lr_at(m.epoch) for m in active], dtype=torch.float64, device=self.device)
+        losses = self._losses(stack.params, stack.buffers, batch, dims)
+        grads = torch.autograd.grad(losses.sum(), list(stack.params.values()), allow_unused=True)
+        stack.optimizer.step(stack.params, dict(zip(stack.params, grads, strict=True)), lr)
+        stack.sums += losses.detach()
+        ended = []
+        for j, m in enumerate(active):
+            m.step += 1
+            m.count += 1
+            following = next(m.rows, None)
+            if following is None:
+                ended.append(j)
+            else:
+                m.next_rows = following
+        finished: list[int] = []
+        if ended:
+            index = torch.tensor(ended, device=self.device)
+            val = self._stop_losses(stack.params, stack.buffers, [active[j] for j in ended], index).tolist()
+            counts = torch.tensor([[active[j].count] for j in ended], device=self.device)
+            means = (stack.sums.index_select(0, index) / counts).tolist()
+            stack.sums.index_fill_(0, index, 0.0)
+            for j, stop_loss, mean_train in zip(ended, val, means, strict=True):
+                k = len(active[j].trainer.tasks)  # its own tasks: the columns past them are padding
+                if self._epoch_end(active[j], j, stop_loss[:k], mean_train[:k], stack):
+                    finished.append(j)
+        share = (time.perf_counter() - started) / len(active)
+        for m in active:
+            m.seconds += share
+        return finished
+
+    def _epoch_end(self, m: _Member, j: int, stop_loss: list, mean_train: list, stack: _Stack) -> bool:
         """Book the epoch that member `m` (stack position `j`) ended; True when the member is done."""
         tasks = m.trainer.tasks
         try:
@@ -447,21 +592,16 @@ class BatchedTrainer:
         m.count = 0
         verdict = m.stopping.update(logs["val_loss"], m.epoch, m.step)
         if verdict == "improved":
-            with torch.no_grad():
-                for n in best:
-                    best[n][j] = params[n][j]
-                for n in best_buffers:
-                    best_buffers[n][j] = buffers[n][j]
+            stack.remember(j)
         elif verdict == "stop":
             return True
         m.epoch += 1
         if not m.stopping.another_epoch(m.epoch, m.step):
             return True
-        m.rows = m.trainer.epoch_rows()
-        m.next_rows = next(m.rows)
+        m.start_epoch()
         return False
 
-    def _finish(self, m: _Member, j: int, best: dict, best_buffers: dict) -> TrainResult | Exception:
+    def _finish(self, m: _Member, j: int, stack: _Stack) -> TrainResult | Exception:
         """The member's result from its restored best weights, computed by its own trainer."""
         if m.failure is not None:
             return m.failure
@@ -470,11 +610,18 @@ class BatchedTrainer:
             m.stopping.check(m.trainer.tasks)
             with torch.no_grad():
                 for n, p in m.trainer.model.named_parameters():
-                    p.copy_(best[f"model.{n}"][j])
+                    p.copy_(stack.best[f"model.{n}"][j])
                 for n, b in m.trainer.model.named_buffers():
-                    b.copy_(best_buffers[f"model.{n}"][j])
+                    b.copy_(stack.best_buffers[f"model.{n}"][j])
             return m.trainer.result(
                 m.history, m.step, m.stopping.best_epoch, m.seconds + time.perf_counter() - started
             )
+        except Exception as exc:
+            return exc
+
+    @staticmethod
+    def _alone(trainer: BaseTrainer) -> TrainResult | Exception:
+        try:
+            return trainer.fit()
         except Exception as exc:
             return exc

@@ -528,7 +528,8 @@ class SharedInputTrainer(BaseTrainer):
         self.loss_specs = {t: default if specs[t] == "auto" else specs[t] for t in tasks}
         self.loss_fns = {t: row_loss(s) for t, s in self.loss_specs.items()}
         self.eval_batch = eval_batch
-        columns = dataset.columns(tasks)
+        self.dataset = dataset
+        self.columns = columns = dataset.columns(tasks)  # the group's target columns in the dataset
         self.data = {}
         for which in ("train", "val", "test"):
             part = dataset.split(which)
