@@ -1,21 +1,24 @@
-"""Train several runs of one problem at once, as one batched model (`torch.func.vmap`).
+"""Train many runs of one problem at once, as one batched model (`torch.func.vmap`).
 
 The members are the trainers one-at-a-time training would use (`Trainer` or `SharedInputTrainer`,
 built for each (group, seed)), so each member starts from the same weights and draws the same
-batches. Members whose models have the same layout (module tree, parameter names and shapes) and
-the same losses are stacked: each step is one forward, one backward and one optimiser update for
-all of them, with per member its own batch, learning rate, optimiser state, early stopping
-(`EarlyStopping`, the same rule) and best weights. A member that stops, reaches its cap or fails
-leaves the stack, so it costs nothing further; its result is computed by its own trainer from its
-restored best weights, exactly as after one-at-a-time training.
+batches. Runs whose models share a layout (`layout`: for a `MultiTaskModel`, its trunk and head
+layout, whatever its number of heads) and losses are stacked: each step is one forward, one backward
+and one optimiser update for all of them, with per member its own batch, learning rate, optimiser
+state, early stopping (`EarlyStopping`, the same rule) and best weights. Narrower members are padded
+to the widest with heads whose loss is masked out. A member that stops, reaches its cap or fails
+leaves the stack and the next run takes its place; its result is computed by its own trainer from
+its restored best weights, exactly as after one-at-a-time training.
 
 Differences from one-at-a-time training are float reassociation only: batches are padded to a
 common size and means taken under a mask, and the stop-row losses that drive early stopping are
-computed in the batched model. Before training, the batched stop-row losses of every member are
-compared with the member's own evaluation; a model the batch cannot reproduce (BatchNorm updating
-running statistics, dropout, data-dependent control flow, outputs that depend on more than the
-parameters) raises `NotBatchable` with the reason, and `train_runs` trains those runs one at a time.
-Collectors and weighting methods act on one run and always use the one-at-a-time path.
+computed in the batched model (a near-tie between two epochs can therefore fall the other way).
+Before training, the engine checks that the model runs under `vmap`, that padding rows change no
+loss in training mode, and that the batched stop-row losses of every member equal the member's own
+evaluation; a model that fails (dropout, BatchNorm in training mode, data-dependent control flow,
+outputs that depend on more than the parameters and buffers) raises `NotBatchable` with the reason,
+and `train_runs` trains those runs one at a time. Collectors and weighting methods act on one run
+and always use the one-at-a-time path.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.nn import functional as F
 
 from taskrel.errors import TaskrelError
 from taskrel.models import MultiTaskModel
@@ -201,27 +205,23 @@ class _LossOf(nn.Module):
 
 
 class _MultiInputData:
-    """Batches of `Trainer` members: per member a (width, B) block of its own rows, blocks past its tasks masked out."""
+    """Batches of `Trainer` members: per member a (width, B) block of its own rows, blocks past its tasks masked out.
+
+    Members' training rows live in segments (the rows of the members admitted together, concatenated),
+    so a step gathers with one `index_select` per segment; once more than `MAX_SEGMENTS` hold active
+    members, the active members are copied into one.
+    """
+
+    MAX_SEGMENTS = 8
 
     def __init__(self, template: Trainer, width: int) -> None:
         self.device, self.width = template.device, width
+        self.segments: dict[int, dict[str, torch.Tensor]] = {}
+        self._next = 0
 
-    def train_batch(self, members: Sequence[_Member]) -> tuple[tuple, tuple]:
-        """The step's batch of `members` and its `vmap` dims."""
-        rows = [m.next_rows for m in members]
-        width = max(r.shape[1] for r in rows)
-        x = torch.zeros(len(rows), self.width, width, *members[0].trainer.train_x.shape[1:], device=self.device)
-        y = torch.zeros(len(rows), self.width, width, device=self.device)
-        mask = torch.zeros(len(rows), self.width, width, device=self.device)
-        for i, (m, r) in enumerate(zip(members, rows, strict=True)):
-            index = torch.from_numpy(r).to(self.device)
-            k, b = r.shape
-            x[i, :k, :b] = m.trainer.train_x[index]
-            y[i, :k, :b] = m.trainer.train_y[index]
-            mask[i, :k, :b] = 1
-        return (x, y, mask), (0, 0, 0)
-
-    def stop_batches(self, members: Sequence[_Member]) -> Iterator[tuple[tuple, tuple]]:
+    def add(self, members: Sequence[_Member]) -> None:
+        """A segment for `members`: their training rows, and their stop rows padded to (n, width, V)."""
+        bases = np.cumsum([0, *[len(m.trainer.train_x) for m in members[:-1]]])
         blocks = [m.trainer._eval["stop"] for m in members]
         v = max(len(by) for member in blocks for _, by in member)
         first = blocks[0][0][0]
@@ -231,7 +231,70 @@ class _MultiInputData:
         for i, member in enumerate(blocks):
             for j, (bx, by) in enumerate(member):
                 x[i, j, : len(by)], y[i, j, : len(by)], mask[i, j, : len(by)] = bx, by, 1
-        yield (x, y, mask), (0, 0, 0)
+        self.segments[self._next] = {
+            "x": torch.cat([m.trainer.train_x for m in members]),
+            "y": torch.cat([m.trainer.train_y for m in members]),
+            "stop_x": x, "stop_y": y, "stop_mask": mask,
+        }  # fmt: skip
+        for slot, (m, base) in enumerate(zip(members, bases, strict=True)):
+            m.place = (self._next, slot, int(base))
+        self._next += 1
+
+    def keep(self, active: Sequence[_Member]) -> None:
+        """Drop segments no active member uses; merge when too many remain."""
+        live = {m.place[0] for m in active}
+        self.segments = {k: v for k, v in self.segments.items() if k in live}
+        if len(self.segments) > self.MAX_SEGMENTS:
+            self.segments.clear()
+            self.add(active)
+
+    def _by_segment(self, members: Sequence[_Member]) -> list[tuple[int, np.ndarray]]:
+        ids = np.array([m.place[0] for m in members])
+        return [(int(k), np.flatnonzero(ids == k)) for k in np.unique(ids)]
+
+    def _assemble(self, parts: list[tuple[np.ndarray, torch.Tensor]], count: int) -> torch.Tensor:
+        """Per-segment blocks (positions, tensor) put back in the members' order."""
+        if len(parts) == 1:
+            return parts[0][1]
+        out = parts[0][1].new_empty(count, *parts[0][1].shape[1:])
+        for positions, block in parts:
+            out.index_copy_(0, torch.from_numpy(positions).to(self.device), block)
+        return out
+
+    def train_batch(self, members: Sequence[_Member]) -> tuple[tuple, tuple]:
+        """The step's batch of `members` and its `vmap` dims."""
+        rows = [m.next_rows for m in members]
+        width = max(r.shape[1] for r in rows)
+        index = np.zeros((len(rows), self.width, width), dtype=np.int64)
+        mask = np.zeros(index.shape, dtype=np.float32)
+        for i, (m, r) in enumerate(zip(members, rows, strict=True)):
+            k, b = r.shape
+            index[i, :k, :b] = r + m.place[2]
+            mask[i, :k, :b] = 1
+        xs, ys = [], []
+        for key, positions in self._by_segment(members):
+            segment = self.segments[key]
+            flat = torch.from_numpy(index[positions]).to(self.device).reshape(-1)
+            shape = (len(positions), self.width, width)
+            xs.append((positions, segment["x"].index_select(0, flat).view(*shape, *segment["x"].shape[1:])))
+            ys.append((positions, segment["y"].index_select(0, flat).view(shape)))
+        x, y = self._assemble(xs, len(rows)), self._assemble(ys, len(rows))
+        return (x, y, torch.from_numpy(mask).to(device=self.device, dtype=y.dtype)), (0, 0, 0)
+
+    def stop_batches(self, members: Sequence[_Member]) -> Iterator[tuple[tuple, tuple]]:
+        parts: dict[str, list] = {"stop_x": [], "stop_y": [], "stop_mask": []}
+        grouped = self._by_segment(members)
+        v = max(self.segments[key]["stop_y"].shape[2] for key, _ in grouped)
+        for key, positions in grouped:
+            segment = self.segments[key]
+            slots = torch.tensor([members[i].place[1] for i in positions], device=self.device)
+            for name in parts:
+                block = segment[name].index_select(0, slots)
+                pad = v - block.shape[2]
+                if pad:
+                    block = F.pad(block, (0, 0) * (block.dim() - 3) + (0, pad))
+                parts[name].append((positions, block))
+        yield tuple(self._assemble(parts[name], len(members)) for name in parts), (0, 0, 0)
 
     @staticmethod
     def counts(batch: tuple) -> torch.Tensor:
@@ -262,6 +325,12 @@ class _SharedInputData:
         self.mask = on_device(np.asarray(labelled(dataset.train, len(dataset.train)), dtype=np.float32))
         self.stop_x, self.stop_y = template.data["stop"][0], on_device(dataset.val.y[:k])
         self.stop_mask = on_device(np.asarray(labelled(dataset.val, len(dataset.val)), dtype=np.float32)[:k])
+
+    def add(self, members: Sequence[_Member]) -> None:
+        """Nothing to hold per member: the data set's arrays serve all."""
+
+    def keep(self, active: Sequence[_Member]) -> None:
+        """Nothing to drop."""
 
     def _columns(self, members: Sequence[_Member]) -> tuple[torch.Tensor, torch.Tensor]:
         """(G, width) column indices into the data set's targets, and 1 where the column is the member's."""
@@ -341,13 +410,13 @@ class _Stack:
         self.sums = self.sums.index_select(0, index)
         self.optimizer.keep(index)
 
-    def remember(self, j: int) -> None:
-        """Member `j`'s current weights are its best so far."""
+    def remember(self, index: torch.Tensor) -> None:
+        """The current weights of the members at stack positions `index` are their best so far."""
         with torch.no_grad():
             for n, v in self.params.items():
-                self.best[n][j] = v[j]
+                self.best[n].index_copy_(0, index, v.index_select(0, index))
             for n, v in self.buffers.items():
-                self.best_buffers[n][j] = v[j]
+                self.best_buffers[n].index_copy_(0, index, v.index_select(0, index))
 
 
 @dataclass
@@ -365,6 +434,7 @@ class _Member:
     seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
     failure: Exception | None = None
+    place: tuple[int, int, int] = (0, 0, 0)  # multi-input data: (segment, slot in it, first training row in it)
 
     def start_epoch(self) -> None:
         self.rows = self.trainer.epoch_rows()
@@ -509,6 +579,7 @@ class BatchedTrainer:
                 keep = [j for j in range(len(active)) if j not in set(finished)]
                 stack.keep(torch.tensor(keep, dtype=torch.long, device=self.device))
                 active = [active[j] for j in keep]
+                self.data.keep(active)
 
     def _admit(self, pending: Iterator[int], room: int, outcomes: list, probe: bool) -> list[_Member]:
         """Up to `room` new members, each checked against its own evaluation; the first ones also probe the model.
@@ -531,6 +602,7 @@ class BatchedTrainer:
             joining.append(_Member(trainer, i, EarlyStopping(self.config, trainer.monitor)))
         if not joining:
             return []
+        self.data.add(joining)
         params = self._stack([m.trainer for m in joining], buffers=False)
         buffers = self._stack([m.trainer for m in joining], buffers=True)
         if probe:
@@ -570,36 +642,40 @@ class BatchedTrainer:
             counts = torch.tensor([[active[j].count] for j in ended], device=self.device)
             means = (stack.sums.index_select(0, index) / counts).tolist()
             stack.sums.index_fill_(0, index, 0.0)
+            improved = []
             for j, stop_loss, mean_train in zip(ended, val, means, strict=True):
                 k = len(active[j].trainer.tasks)  # its own tasks: the columns past them are padding
-                if self._epoch_end(active[j], j, stop_loss[:k], mean_train[:k], stack):
+                better, done = self._epoch_end(active[j], stop_loss[:k], mean_train[:k])
+                if better:
+                    improved.append(j)
+                if done:
                     finished.append(j)
+            if improved:  # before any finished member's best weights are read
+                stack.remember(torch.tensor(improved, device=self.device))
         share = (time.perf_counter() - started) / len(active)
         for m in active:
             m.seconds += share
         return finished
 
-    def _epoch_end(self, m: _Member, j: int, stop_loss: list, mean_train: list, stack: _Stack) -> bool:
-        """Book the epoch that member `m` (stack position `j`) ended; True when the member is done."""
+    def _epoch_end(self, m: _Member, stop_loss: list, mean_train: list) -> tuple[bool, bool]:
+        """Book the epoch that member `m` ended: (its current weights are its best so far, it is done)."""
         tasks = m.trainer.tasks
         try:
             logs = epoch_logs(tasks, mean_train, dict(zip(tasks, stop_loss, strict=True)), m.epoch, m.step,
                               self.config)  # fmt: skip
         except Exception as exc:
             m.failure = exc
-            return True
+            return False, True
         m.history.append(logs)
         m.count = 0
         verdict = m.stopping.update(logs["val_loss"], m.epoch, m.step)
-        if verdict == "improved":
-            stack.remember(j)
-        elif verdict == "stop":
-            return True
+        if verdict == "stop":
+            return False, True
         m.epoch += 1
         if not m.stopping.another_epoch(m.epoch, m.step):
-            return True
+            return verdict == "improved", True
         m.start_epoch()
-        return False
+        return verdict == "improved", False
 
     def _finish(self, m: _Member, j: int, stack: _Stack) -> TrainResult | Exception:
         """The member's result from its restored best weights, computed by its own trainer."""
