@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from taskrel.data.location import data_root
-from taskrel.grouping.pipeline import run_pipeline
+from taskrel.grouping.pipeline import WEIGHTING, run_pipeline
 from taskrel.grouping.runs import Runs
 from taskrel.problem import load_problem
 
@@ -67,7 +67,7 @@ def one_repeat(name: str, seed: int, args: argparse.Namespace) -> dict:
     wall = time.perf_counter() - started
     second = root / f"seed{seed}-k10"
     second.mkdir(parents=True, exist_ok=True)
-    for file in ("affinity.csv", "training_groups.json"):
+    for file in (f"affinity-{WEIGHTING}.csv", "training_groups.json"):
         shutil.copy(first / file, second / file)
     wider = run_pipeline(problem, second, max_groups=10, **options)
 

@@ -112,7 +112,7 @@ def test_the_default_model_is_an_mlp_with_heads_shaped_like_the_targets():
     problem = TorchProblem(data(), config=QUICK)
     model = problem.make_model(["a", "b"], 0)
     assert isinstance(model, MultiTaskModel) and model.task_names == ("a", "b")
-    assert problem.fingerprint()["model"] == "mlp" and problem.fingerprint()["loss"] == "auto"
+    assert problem.fingerprint()["model"]["factory"] == "mlp" and problem.fingerprint()["loss"] == "auto"
     result = problem.train(["b"], 0)
     assert result.steps == 4 and np.isfinite(result.test_loss["b"])
 
@@ -130,3 +130,98 @@ def test_lookahead_collectors_that_step_the_heads_leave_single_input_training_un
     assert watched.val_loss == plain.val_loss and watched.test_loss == plain.test_loss
     matrix = ptg.matrix()
     assert np.isfinite(matrix.values).all() and (matrix.values[~np.eye(2, dtype=bool)] != 0).all()
+
+
+def _factory(width):
+    def make(group, seed):  # one name and source for every width, as a file edited in place
+        return MultiTaskModel(nn.Sequential(nn.Linear(4, width), nn.Tanh()), {t: nn.Linear(width, 1) for t in group})
+
+    return make
+
+
+def test_the_fingerprint_names_what_changed_and_a_store_of_another_problem_is_refused(tmp_path):
+    from taskrel.errors import StoreError
+    from taskrel.train.sweep import run_sweep
+
+    def problem(data_set=None, width=8, loss="mse", config=QUICK):
+        return TorchProblem(data_set or data(), _factory(width), name="toy", loss=loss, config=config)
+
+    changed = data()
+    changed.train.y[0, 0] += 1.0  # one value
+    base = problem()
+    variants = {
+        "model": problem(width=16),
+        "data": problem(changed),
+        "loss": problem(loss={"a": "mse", "b": "mse"}),
+        "train": problem(config=TrainConfig(**{**QUICK.to_dict(), "lr": 0.02})),
+    }
+    assert problem().fingerprint() == base.fingerprint()  # rebuilt from scratch: the same runs
+    for part, other in variants.items():
+        a, b = base.fingerprint(), other.fingerprint()
+        assert [k for k in a if a[k] != b[k]] == [part]
+    store = tmp_path / "runs.db"
+    assert run_sweep(base, [["a", "b"]], 1, store, progress=False).done == 3
+    for part, other in variants.items():
+        with pytest.raises(StoreError, match=rf"different problem \({part}\b.*start a new store"):
+            run_sweep(other, [["a", "b"]], 1, store, progress=False)
+    assert run_sweep(problem(), [["a", "b"]], 1, store, progress=False).nothing_to_do
+
+
+def test_predictions_shaped_n_by_1_for_n_targets_are_refused_not_broadcast():
+    class Columns(nn.Module):
+        def __init__(self, group, seed):
+            super().__init__()
+            self.trunk = nn.Sequential(nn.Linear(4, 8), nn.Tanh())
+            self.heads = nn.ModuleDict({t: nn.Linear(8, 1) for t in group})
+
+        def shared_parameters(self):
+            return list(self.trunk.parameters())
+
+        def forward(self, x):
+            return {t: head(self.trunk(x)) for t, head in self.heads.items()}  # (n, 1) for targets (n,)
+
+    with pytest.raises(ModelError, match=r"task 'a'.*\(2, 1\) for targets \(2,\) \(squeeze the trailing 1\)"):
+        TorchProblem(data(), Columns, loss="mse", config=QUICK).train(["a"], 0)
+
+
+def test_the_reported_mse_is_the_mse_of_the_restored_model():
+    trainer = TorchProblem(data(), _factory(8), loss="mse", config=QUICK).trainer(["a", "b"], 0)
+    result = trainer.fit()
+    test = data().test
+    with torch.no_grad():
+        predictions = [p.numpy() for p in trainer.model.eval().forward_all(torch.from_numpy(test.x), ["a", "b"])]
+    for k, task in enumerate(["a", "b"]):
+        reference = np.mean((predictions[k].astype(np.float64) - test.y[:, k]) ** 2)
+        assert result.test_loss[task] == pytest.approx(reference, rel=1e-5)
+
+
+def test_a_problem_file_imports_the_modules_beside_it_in_every_executor(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "helper.py").write_text(
+        "import numpy as np\n"
+        "from taskrel.data.single import SingleInputDataset\n"
+        "def toy():\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    x = rng.normal(size=(60, 3)).astype(np.float32)\n"
+        "    y = np.stack([x[:, 0], x[:, 1] - x[:, 2]], axis=1).astype(np.float32)\n"
+        "    parts = [(x[a:b], y[a:b]) for a, b in ((0, 40), (40, 50), (50, 60))]\n"
+        "    return SingleInputDataset('beside', ['p', 'q'], *parts)\n"
+    )
+    (tmp_path / "problem.py").write_text(
+        "from helper import toy\n"
+        "from taskrel.torch_problem import TorchProblem\n"
+        "from taskrel.train import TrainConfig\n"
+        "problem = TorchProblem(toy(), loss='mse', config=TrainConfig(max_epochs=2, batch_size=16))\n"
+    )
+    for executor in ("local", "ray"):
+        store = tmp_path / f"{executor}.db"
+        result = subprocess.run(
+            [sys.executable, "-m", "taskrel", "sweep", "--problem", f"{tmp_path / 'problem.py'}:problem", "--groups",
+             "pairs", "--seeds", "1", "--store", str(store), "--workers", "2", "--executor", executor, "--json"],
+            capture_output=True, text=True, cwd=tmp_path.parent, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert json.loads(result.stdout)["done"] == 3

@@ -6,6 +6,8 @@
   following the callback contract.
 * `exploding` / `killing` — `forecast` whose training raises, or kills its own process, for the
   group named in ``$TASKREL_TEST_BAD_GROUP`` (nothing happens when it is unset).
+* `shifted` — `forecast` plus a task "shift" whose target is +1 in training and −1 in validation and
+  test: whatever the model learns for it makes its validation loss worse (it never improves).
 Every training appends "group seed pid" to ``$TASKREL_TEST_LOG`` when that is set.
 """
 
@@ -85,6 +87,17 @@ class Misbehaving(LoggedProblem):
                 os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError(f"simulated divergence of {'|'.join(group)}")
         return super().train(group, seed, callbacks=callbacks, weighting=weighting)
+
+
+def shifted() -> TorchProblem:
+    data = forecast_data()
+    parts = []
+    for part, level in ((data.train, 1.0), (data.val, -1.0), (data.test, -1.0)):
+        shift = np.full((len(part.y), 1), level, dtype=np.float32)
+        parts.append((part.x, np.concatenate([part.y, shift], axis=1)))
+    tasks = (*TASKS, "shift")
+    return TorchProblem(SingleInputDataset("etth1-window-shifted", tasks, *parts), forecaster, loss="mse",
+                        config=CONFIG)  # fmt: skip
 
 
 def exploding() -> Misbehaving:

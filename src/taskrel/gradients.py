@@ -97,6 +97,21 @@ def task_gradients(
     if not losses:
         raise ConfigError("no losses given")
     check_finite_losses(losses, names)
+    try:
+        grads = _gradient_rows(losses, params, mode, retain_graph)
+    except RuntimeError as exc:
+        if "backward through the graph a second time" not in str(exc):
+            raise
+        raise ConfigError(
+            "the losses' graph was already freed: call the collectors' on_step (or build the StepContext) "
+            "before loss.backward(), or back-propagate with retain_graph=True"
+        ) from None
+    check_finite_rows(grads, names)
+    return grads
+
+
+def _gradient_rows(losses: list[torch.Tensor], params: list[torch.Tensor], mode: str, retain_graph: bool
+                   ) -> torch.Tensor:  # fmt: skip
     n_params = sum(p.numel() for p in params)
     if mode == "auto":
         mode = "batched" if len(losses) > 1 and n_params <= BATCHED_MAX_PARAMS else "loop"
@@ -111,22 +126,19 @@ def task_gradients(
             retain_graph=retain_graph,
             allow_unused=True,
         )
-        grads = torch.cat(
+        return torch.cat(
             [
                 (g if g is not None else torch.zeros(len(losses), *p.shape)).reshape(len(losses), -1)
                 for g, p in zip(parts, params, strict=True)
             ],
             dim=1,
         )
-    else:
-        rows = []
-        for k, loss in enumerate(losses):
-            keep = retain_graph or k < len(losses) - 1
-            parts = torch.autograd.grad(loss, params, retain_graph=keep, allow_unused=True)
-            rows.append(flatten(parts, params))
-        grads = torch.stack(rows)
-    check_finite_rows(grads, names)
-    return grads
+    rows = []
+    for k, loss in enumerate(losses):
+        keep = retain_graph or k < len(losses) - 1
+        parts = torch.autograd.grad(loss, params, retain_graph=keep, allow_unused=True)
+        rows.append(flatten(parts, params))
+    return torch.stack(rows)
 
 
 def gram(grads: torch.Tensor) -> torch.Tensor:

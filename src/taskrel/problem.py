@@ -167,12 +167,18 @@ def check_problem(problem: object, where: str) -> Problem:
     missing = [name for name in ("tasks", "fingerprint", "train") if not hasattr(problem, name)]
     if missing:
         raise ConfigError(f"{where} is a {type(problem).__name__}, not a problem: it lacks {', '.join(missing)}")
-    tasks = list(problem.tasks)
+    check_task_names(list(problem.tasks), where)
+    return problem
+
+
+def check_task_names(tasks: Sequence[str], where: str) -> None:
+    """`ConfigError` unless `tasks` are distinct non-empty strings without '|' (the group separator)."""
+    tasks = list(tasks)
     if not tasks or not all(isinstance(t, str) and t for t in tasks) or len(set(tasks)) != len(tasks):
         raise ConfigError(f"{where}: tasks must be distinct non-empty strings, got {tasks!r}")
-    if any("|" in t for t in tasks):
-        raise ConfigError(f"{where}: task names may not contain '|' (the group separator), got {tasks!r}")
-    return problem
+    bad = [t for t in tasks if "|" in t]
+    if bad:
+        raise ConfigError(f"{where}: task names may not contain '|' (the group separator): {bad}")
 
 
 def registered_problems() -> dict[str, str]:
@@ -238,11 +244,17 @@ def _import_attr(location: str, attr: str, spec: str) -> object:
         module_name = "taskrel_user_problem_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
         module = sys.modules.get(module_name)
         if module is None:
+            folder = str(path.resolve().parent)
+            if folder not in sys.path:  # as Python does for a script: modules beside the file import
+                sys.path.insert(0, folder)
             loader = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(loader)
             sys.modules[module_name] = module
             try:
                 loader.loader.exec_module(module)
+            except Exception as exc:
+                del sys.modules[module_name]
+                raise ConfigError(f"problem {spec!r}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
             except BaseException:
                 del sys.modules[module_name]
                 raise

@@ -10,8 +10,11 @@ is called, so a factory that draws its initial weights from torch's generator is
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,7 +24,7 @@ from taskrel.errors import ConfigError
 from taskrel.groups import ordered
 from taskrel.models import mlp_model
 from taskrel.models.multitask import MultiTaskModel, mlp_trunk
-from taskrel.problem import attempt
+from taskrel.problem import attempt, check_task_names
 from taskrel.train.batched import train_runs
 from taskrel.train.callbacks import Callback
 from taskrel.train.config import TrainConfig
@@ -68,27 +71,51 @@ class TorchProblem:
         self.data = data
         self.name = name or data.name
         self.tasks = list(data.task_names)
+        check_task_names(self.tasks, f"TorchProblem {self.name!r}")
         self.model_factory = model_factory
         self.loss = loss
         self.config = config or TrainConfig()
         self.device = resolve_device(device)
         self.threads = threads
+        self._identity: dict | None = None  # the data and model parts of the fingerprint, computed once
 
     def fingerprint(self) -> dict:
-        """Name, training protocol, model factory and loss: what makes two runs comparable."""
+        """What makes two runs comparable: name, training protocol, data, model and loss.
+
+        ``data`` is a content hash of every split's arrays (computed once per data object); ``model``
+        names the factory and hashes its architecture (the module tree with every layer's sizes, and
+        parameter and buffer shapes of the model of all tasks) and the source of the factory and of
+        every model class outside torch, where Python can read it.
+        """
+        if self._identity is None:
+            self._identity = {"data": data_digest(self.data), "model": self._model_identity()}
         return {
             "name": self.name,
             "train": self.config.to_dict(),
-            "model": _describe(self.model_factory) if self.model_factory is not None else "mlp",
+            **self._identity,
             "loss": _describe(self.loss) if not isinstance(self.loss, Mapping)
             else {t: _describe(v) for t, v in self.loss.items()},
         }  # fmt: skip
 
+    def _model_identity(self) -> dict:
+        with torch.random.fork_rng(devices=[]):  # building the model must not move the user's generator
+            model = self.make_model(self.tasks, 0)
+        tensors = [(n, tuple(t.shape)) for n, t in (*model.named_parameters(), *model.named_buffers())]
+        sources = [_source(self.model_factory)] if self.model_factory is not None else []
+        sources += sorted({_source(type(m)) for m in model.modules() if not type(m).__module__.startswith("torch.")})
+        return {
+            "factory": _describe(self.model_factory) if self.model_factory is not None else "mlp",
+            "architecture": _digest(repr(model) + repr(tensors)),
+            "source": _digest("\n".join(sources)),
+        }
+
     def with_config(self, **changes) -> TorchProblem:
         """The same problem trained with `TrainConfig` fields changed (e.g. ``max_steps=2000``)."""
         config = TrainConfig.from_dict({**self.config.to_dict(), **changes})
-        return TorchProblem(self.data, self.model_factory, name=self.name, loss=self.loss, config=config,
-                            device=self.device, threads=self.threads)  # fmt: skip
+        problem = TorchProblem(self.data, self.model_factory, name=self.name, loss=self.loss, config=config,
+                               device=self.device, threads=self.threads)  # fmt: skip
+        problem._identity = None if "hidden" in changes else self._identity  # the MLP's width is the model
+        return problem
 
     def make_model(self, group: Sequence[str], seed: int) -> nn.Module:
         """A fresh model for `group` (in task order), seeded by `seed`."""
@@ -140,6 +167,34 @@ class TorchProblem:
 
     def __repr__(self) -> str:
         return f"TorchProblem({self.name!r}, {len(self.tasks)} tasks)"
+
+
+def data_digest(data: SingleInputDataset | MultiTaskDataset) -> str:
+    """A content hash of a data set: task names and every split's arrays (dtype, shape and bytes)."""
+    digest = hashlib.sha256(repr((type(data).__name__, tuple(data.task_names))).encode())
+    if isinstance(data, MultiTaskDataset):
+        digest.update(repr((data.kind, data.target_scale)).encode())
+        arrays = [a for task in data.tasks for part in (task.train, task.val, task.test) for a in (part.x, part.y)]
+    else:
+        parts = [data.split(which) for which in ("train", "val", "test")]
+        arrays = [a for part in parts for a in (part.x, part.y, part.mask) if a is not None]
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(repr((array.dtype.str, array.shape)).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _source(value: object) -> str:
+    """The source code of a function or class, or its qualified name where Python cannot read it."""
+    try:
+        return inspect.getsource(value)
+    except (OSError, TypeError):
+        return _describe(value)
 
 
 def _describe(value: object) -> str:

@@ -283,3 +283,20 @@ def test_step_context_takes_a_loss_tensor_and_refuses_a_count_that_does_not_matc
     assert torch.allclose(ctx.task_gram, torch.tensor([[20.0, -16.0], [-16.0, 20.0]], dtype=torch.float64))
     with pytest.raises(ConfigError, match="3 losses given for 2 tasks"):
         StepContext(["a", "b"], torch.cat([losses, losses[:1]]), [w], opt)
+
+
+def test_common_mistakes_of_a_users_loop_get_errors_that_say_what_to_do():
+    w = nn.Parameter(torch.tensor([1.0, 2.0]))
+    opt = torch.optim.SGD([w], lr=0.1)
+    x = torch.randn(32, 2)
+    per_example = [((x @ w) ** 2), ((x @ w - 1) ** 2)]  # (32,) each: not reduced over the batch
+    with pytest.raises(ConfigError, match=r"the loss of task 'a' is \(32,\), not a scalar.*not per-example losses"):
+        StepContext(["a", "b"], per_example, [w], opt)
+    with pytest.raises(ConfigError, match=r"losses of shape \(2, 32\).*one scalar per task"):
+        StepContext(["a", "b"], torch.stack(per_example), [w], opt)
+    with pytest.raises(ConfigError, match=r"evaluator is a function: give a taskrel\.train\.TrialEvaluator"):
+        StepContext(["a", "b"], [loss.mean() for loss in per_example], [w], opt, lambda: None)
+    losses = [loss.mean() for loss in per_example]
+    sum(losses).backward()  # the graph is freed before the collector sees the losses
+    with pytest.raises(ConfigError, match=r"graph was already freed: call the collectors' on_step .* before"):
+        EtapAffinity().on_step(StepContext(["a", "b"], losses, [w], opt))

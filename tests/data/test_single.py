@@ -29,7 +29,7 @@ def test_masked_labels_may_be_nan_and_are_zeroed():
     mask[2, 1] = False
     data = SingleInputDataset("d", ["a", "b"], (x, y, mask), (x, y, mask), (x, y, mask))
     assert data.train.y[2, 1] == 0.0 and not data.train.mask[2, 1]
-    with pytest.raises(NonFiniteError, match=r"train split: non-finite target in row 2, task column 1"):
+    with pytest.raises(NonFiniteError, match=r"train split: non-finite target of task 'b' in row 2"):
         SingleInputDataset("d", ["a", "b"], (x, y), (x, y), (x, y))
 
 
@@ -43,7 +43,7 @@ def test_masked_labels_may_be_nan_and_are_zeroed():
         (
             lambda x, y: (x, y, np.zeros((8, 2), dtype=bool)),
             DataError,
-            r"task column\(s\) \[0, 1\] have no labelled row",
+            r"task\(s\) \['a', 'b'\] have no labelled row",
         ),
         (lambda x, y: (x, y, np.ones((8, 3), dtype=bool)), ShapeError, r"mask must have shape \(8, 2\)"),
         (lambda x, y: x, DataError, r"expected \(x, y\) or \(x, y, mask\)"),

@@ -35,7 +35,8 @@ def test_adaptive_pipeline_selects_trains_serves_safely_reports_and_resumes(tmp_
                           progress=False)  # fmt: skip
     assert len(result.chosen) <= 2 and all("|" in g for g in result.chosen)
     assert sum(len(g.split("|")) for g in result.chosen) <= 12  # the budget on Σ|G|
-    for name in ("report.html", "report.md", "affinity.csv", "affinity.png", "losses.png", "training_groups.json"):
+    written = ("report.html", "report.md", "affinity-validation.csv", "affinity.png", "losses.png")
+    for name in (*written, "training_groups.json"):
         assert (tmp_path / name).stat().st_size > 0
     plan = json.loads((tmp_path / "training_groups.json").read_text())
     assert plan["sampling"] == "adaptive" and len(plan["groups"]) == 6
@@ -115,3 +116,17 @@ def test_landmine_pipeline_chooses_among_a_pool_of_groups_for_29_tasks(tmp_path)
     stl = {t: t for t in problem.tasks}
     naive = dict.fromkeys(problem.tasks, "|".join(problem.tasks))
     assert total(runs, result.served, 0) <= min(total(runs, stl, 0), total(runs, naive, 0)) + 1e-9
+
+
+def test_a_task_whose_validation_never_improves_is_named_and_nothing_fails(tmp_path):
+    """The default (validation-weighted) affinity, on the CLI and in the pipeline, finishes and names the task."""
+    cli = subprocess.run(
+        [sys.executable, "-m", "taskrel", "affinity", "--problem", f"{USER}:shifted", "--method", "etap",
+         "--out", str(tmp_path / "affinity")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert "task(s) shift never improved" in cli.stderr
+    result = run_pipeline(f"{USER}:shifted", tmp_path / "pipeline", train_groups=3, max_groups=1, progress=False)
+    assert result.affinity.stalled == ("shift",)
+    assert "task(s) shift never improved in the all-task run" in (tmp_path / "pipeline" / "report.md").read_text()

@@ -45,11 +45,9 @@ def _affinity(args: argparse.Namespace) -> int:
         emit_json(payload)
     else:
         where = f"; wrote {out / 'affinity.csv'} and {out / 'affinity.png'}" if matrix is not None else ""
-        print(
-            f"{args.method}: {payload['steps']} steps collected in {payload['seconds']:.1f} s of "
-            f"{payload['train_seconds']:.1f} s training{where}",
-            file=sys.stderr,
-        )
+        of = f" of {result.seconds:.1f} s training" if result.seconds > 0 else ""  # a user's loop may not time itself
+        print(f"{args.method}: {payload['steps']} steps collected in {payload['seconds']:.1f} s{of}{where}",
+              file=sys.stderr)  # fmt: skip
         if matrix is not None and matrix.stalled:
             print(f"validation loss of task(s) {', '.join(matrix.stalled)} never improved: their columns weight "
                   "the epochs by collected steps", file=sys.stderr)  # fmt: skip

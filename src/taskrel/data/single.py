@@ -53,7 +53,7 @@ class SingleInputDataset:
             raise DataError(f"dataset {name!r} has duplicate task names")
         self.source = source
         self.splits = {
-            which: _as_split(part, name, which, len(self.task_names))
+            which: _as_split(part, name, which, self.task_names)
             for which, part in zip(SPLITS, (train, val, test), strict=True)
         }
         shapes = {which: (s.x.shape[1:], s.y.shape[2:]) for which, s in self.splits.items()}
@@ -121,8 +121,9 @@ def _materialise(dataset, name: str, which: str) -> tuple:
     return tuple(columns)
 
 
-def _as_split(part: SharedSplit | tuple, name: str, which: str, k: int) -> SharedSplit:
+def _as_split(part: SharedSplit | tuple, name: str, which: str, tasks: Sequence[str]) -> SharedSplit:
     where = f"dataset {name!r}, {which} split"
+    k = len(tasks)
     if not isinstance(part, SharedSplit):
         if not isinstance(part, tuple | list) or len(part) not in (2, 3):
             raise DataError(f"{where}: expected (x, y) or (x, y, mask), got {type(part).__name__}")
@@ -145,9 +146,9 @@ def _as_split(part: SharedSplit | tuple, name: str, which: str, k: int) -> Share
         if mask.shape != y.shape[:2]:
             raise ShapeError(f"{where}: mask must have shape {y.shape[:2]}, got {mask.shape}")
         mask = mask.astype(bool)
-        empty = [c for c in range(k) if not mask[:, c].any()]
+        empty = [tasks[c] for c in range(k) if not mask[:, c].any()]
         if empty:
-            raise DataError(f"{where}: task column(s) {empty} have no labelled row")
+            raise DataError(f"{where}: task(s) {empty} have no labelled row")
     if not np.isfinite(x).all():
         raise NonFiniteError(f"{where}: non-finite input in row {int(np.argwhere(~np.isfinite(x))[0, 0])}")
     finite = np.isfinite(y).reshape(len(y), k, -1).all(axis=2)
@@ -155,7 +156,7 @@ def _as_split(part: SharedSplit | tuple, name: str, which: str, k: int) -> Share
         finite |= ~mask
     if not finite.all():
         row, col = (int(v) for v in np.argwhere(~finite)[0])
-        raise NonFiniteError(f"{where}: non-finite target in row {row}, task column {col} (mask it if missing)")
+        raise NonFiniteError(f"{where}: non-finite target of task {tasks[col]!r} in row {row} (mask it if missing)")
     if mask is not None:
         y = np.where(mask.reshape(*mask.shape, *([1] * (y.ndim - 2))), y, 0.0).astype(np.float32)
     return SharedSplit(x, y, mask)

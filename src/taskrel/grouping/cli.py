@@ -17,7 +17,7 @@ def _pipeline(args: argparse.Namespace) -> int:
         problem_from_args(args), args.out, train_groups=args.train_groups, sampling=args.sampling,
         max_groups=args.max_groups, budget=args.budget, seeds=args.seeds, workers=args.workers,
         executor=args.executor, address=args.address, store=args.store, seed=args.seed, time_limit=args.time_limit,
-        progress=not args.json and not args.quiet, group_batch=args.group_batch,
+        progress=not args.json and not args.quiet, group_batch=args.group_batch, weighting=args.weighting,
     )  # fmt: skip
     totals = result.totals()
     summary = {
@@ -41,6 +41,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from taskrel.grouping.pipeline import AFFINITY_TEXT, WEIGHTING
     from taskrel.grouping.sampling import SAMPLINGS
     from taskrel.train.cli import add_group_batch_option, add_problem_options
     from taskrel.train.executors import EXECUTORS
@@ -59,6 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--executor", choices=EXECUTORS, default="local")
     parser.add_argument("--address", help="address of an existing Ray cluster")
     add_group_batch_option(parser)
+    parser.add_argument(
+        "--weighting", choices=sorted(AFFINITY_TEXT), default=WEIGHTING,
+        help="how the affinity run's ETAP steps are aggregated (default: validation)",
+    )  # fmt: skip
     parser.add_argument("--store", help="run store (default OUT/runs.db)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the affinity run, group sampling and serving")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds for the selection program")

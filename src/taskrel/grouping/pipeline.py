@@ -39,13 +39,15 @@ from taskrel.predict import DefaultPredictor
 from taskrel.problem import Problem, load_problem
 from taskrel.train.sweep import GROUP_BATCH
 
-#: The affinity the pipeline measures, and why (benchmarks/results/predictors_chemical.json: the
-#: validation-weighted ETAP score predicts measured gains where the plain time average does not).
-AFFINITY = ("etap", "validation")
-AFFINITY_TEXT = (
-    "ETAP score (no momentum, loss-normalised), epochs weighted by the target's validation improvement "
-    "(the variant the Chemical benchmark showed best)"
-)
+#: The affinity the pipeline measures: ETAP, its steps weighted by `WEIGHTING` by default
+#: (benchmarks/results/predictors_chemical.json: the validation-weighted ETAP score predicts measured
+#: gains where the plain time average does not).
+METHOD, WEIGHTING = "etap", "validation"
+AFFINITY_TEXT = {
+    "validation": "ETAP score (no momentum, loss-normalised), epochs weighted by the target's validation "
+    "improvement (the variant the Chemical benchmark showed best)",
+    "steps": "ETAP score (no momentum, loss-normalised), the time average over training steps",
+}
 
 
 @dataclass
@@ -69,6 +71,7 @@ class PipelineResult:
     constraints: dict
     seconds: dict[str, float] = field(default_factory=dict)
     command: str = ""
+    weighting: str = WEIGHTING  # how the affinity run's steps were aggregated; its file is affinity-<weighting>.csv
 
     @property
     def chosen(self) -> list[str]:
@@ -126,6 +129,7 @@ def run_pipeline(
     time_limit: float = 60.0,
     progress: bool = True,
     group_batch: int = GROUP_BATCH,
+    weighting: str = WEIGHTING,
 ) -> PipelineResult:
     """Run (or resume) the pipeline on `problem`; writes ``out/report.html``, ``out/report.md`` and figures.
 
@@ -136,12 +140,15 @@ def run_pipeline(
     (seconds; its status is reported). `seeds`: training seeds per group, a count S (0 … S − 1) or the
     seeds themselves; `seed` seeds the affinity run, the group sampling and the serving's row split.
     `group_batch` caps the runs trained as one batched model (`run_sweep`; 1: one at a time).
+    `weighting` aggregates the affinity run's steps ("validation" or "steps", `taskrel.affinity.collector`).
     """
     problem = load_problem(problem)
     out = Path(out)
     tasks = list(problem.tasks)
     if train_groups < 1:
         raise ConfigError(f"--train-groups must be ≥ 1, got {train_groups}")
+    if weighting not in AFFINITY_TEXT:
+        raise ConfigError(f"--weighting must be one of {', '.join(AFFINITY_TEXT)}, got {weighting!r}")
     if sampling not in SAMPLINGS:
         raise ConfigError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
     out.mkdir(parents=True, exist_ok=True)
@@ -161,7 +168,7 @@ def run_pipeline(
         lap("stl")
 
         everything = frozenset(tasks)
-        affinity = _affinity(problem, runs, out, seed)
+        affinity = _affinity(problem, runs, out, seed, weighting)
         affinity.plot(out / "affinity.png", title=f"ETAP affinity on {name}: A[source, target]")
         runs.train([everything])
         lap("affinity")
@@ -207,9 +214,9 @@ def run_pipeline(
         held_out = model.leave_group_out().rename(columns={"gain": "measured"})
         constraints = {"max_groups": max_groups, **({"budgets": {"size": budget}} if budget is not None else {})}
         result = PipelineResult(
-            name, tasks, runs.seeds, runs.fingerprint, str(runs.path), affinity, AFFINITY_TEXT, sampling,
+            name, tasks, runs.seeds, runs.fingerprint, str(runs.path), affinity, AFFINITY_TEXT[weighting], sampling,
             training, predictions, decision, serving, table, held_out, constraints, seconds,
-            " ".join(["taskrel", *sys.argv[1:]]),
+            " ".join(["taskrel", *sys.argv[1:]]), weighting,
         )  # fmt: skip
         from taskrel.grouping.report import write_report
 
@@ -218,18 +225,21 @@ def run_pipeline(
     return result
 
 
-def _affinity(problem: Problem, runs: Runs, out: Path, seed: int) -> AffinityMatrix:
-    """The ETAP affinity of one all-task run (read back from ``out/affinity.csv`` when present); the run is kept."""
+def _affinity(problem: Problem, runs: Runs, out: Path, seed: int, weighting: str) -> AffinityMatrix:
+    """The ETAP affinity of one all-task run (read back from ``out/affinity-<weighting>.csv`` when present).
+
+    The run is kept as the all-task model. Its collector and the training are told apart in errors.
+    """
     tasks = list(problem.tasks)
-    path = out / "affinity.csv"
+    path = out / f"affinity-{weighting}.csv"
     if path.exists():
-        affinity = AffinityMatrix.read_csv(path, method="etap-validation")
+        affinity = AffinityMatrix.read_csv(path, method=f"{METHOD}-{weighting}")
         if affinity.tasks != tuple(tasks):
             raise ConfigError(f"{path} is for tasks {affinity.tasks}, not {tuple(tasks)}; remove it")
         return affinity
     try:
-        affinity, result = measure_affinity(problem, AFFINITY[0], seed=seed, weighting=AFFINITY[1])
-    except Exception as exc:  # the user's training code: name the run that failed, keep the cause chained
+        affinity, result = measure_affinity(problem, METHOD, seed=seed, weighting=weighting)
+    except Exception as exc:  # the user's training code or the measurement: name the stage, keep the cause chained
         raise TrainingFailed(
             f"training {group_name(tasks, tasks)} (seed {seed}) for the affinity failed: {type(exc).__name__}: {exc}"
         ) from exc
@@ -238,4 +248,4 @@ def _affinity(problem: Problem, runs: Runs, out: Path, seed: int) -> AffinityMat
     return affinity
 
 
-__all__ = ["AFFINITY", "AFFINITY_TEXT", "PipelineResult", "run_pipeline"]
+__all__ = ["AFFINITY_TEXT", "METHOD", "WEIGHTING", "PipelineResult", "run_pipeline"]

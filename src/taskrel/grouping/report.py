@@ -320,7 +320,7 @@ def _sections(result, names: _Names, drawn: set[str]) -> list[tuple[str, list]]:
         ["problem fingerprint", json.dumps(result.fingerprint)],
         ["seeds per group", f"{len(result.seeds)} (losses are means over seeds; gains use the seed-mean STL loss)"],
         ["affinity", f"{result.affinity_text}; {result.affinity.steps} steps collected in "
-                     f"{result.affinity.seconds:.1f} s; affinity.csv (row = source, column = target)"
+                     f"{result.affinity.seconds:.1f} s; affinity-{result.weighting}.csv (row = source, column = target)"
                      + _stalled(result.affinity.stalled)],
         ["training groups", f"{len(result.training)}, sampling {result.sampling}; training_groups.json lists "
                             "each with why it was trained"],

@@ -146,11 +146,28 @@ class StepContext:
         epoch: int = 0,
     ) -> None:
         self.tasks = tuple(tasks)
+        if torch.is_tensor(losses) and losses.dim() > 1:
+            raise ConfigError(
+                f"losses of shape {tuple(losses.shape)} for tasks {self.tasks}: give one scalar per task (the mean "
+                "over the batch), as a (K,) tensor or a list of K scalars"
+            )
+        for task, loss in zip(self.tasks, [] if torch.is_tensor(losses) else losses, strict=False):
+            if not torch.is_tensor(loss) or loss.numel() != 1:
+                shape = tuple(loss.shape) if torch.is_tensor(loss) else type(loss).__name__
+                raise ConfigError(
+                    f"the loss of task {task!r} is {shape}, not a scalar tensor: give one scalar per task (the mean "
+                    "over the batch, in the graph of the model), not per-example losses"
+                )
         self._stacked = losses.reshape(-1) if torch.is_tensor(losses) else None
         self._losses = None if torch.is_tensor(losses) else list(losses)
         count = len(self._stacked) if self._losses is None else len(self._losses)
         if count != len(self.tasks):
             raise ConfigError(f"{count} losses given for {len(self.tasks)} tasks {self.tasks}")
+        if evaluator is not None and not isinstance(evaluator, TrialEvaluator):
+            raise ConfigError(
+                f"evaluator is a {type(evaluator).__name__}: give a taskrel.train.TrialEvaluator(model, losses), where "
+                "losses(model, task_indices) returns the tasks' losses of the current batch under `model`"
+            )
         values = self._stacked.detach() if self._losses is None else torch.stack([x.detach() for x in self._losses])
         self._loss_values = values.reshape(-1).to(torch.float64)
         self.shared_parameters = list(shared_parameters)

@@ -78,7 +78,11 @@ def _train(args: argparse.Namespace) -> int:
         for task in group:
             metric = "" if result.test_metric is None else f"\ttest metric {result.test_metric[task]:.4f}"
             print(f"{task}\ttest loss {result.test_loss[task]:.4f}{metric}")
-        print(f"{payload['epochs']} epochs, {result.steps} steps, {result.seconds:.1f} s")
+        counts = [f"{payload['epochs']} epochs"] if payload["epochs"] is not None else []
+        counts += [f"{result.steps} steps"] if result.steps else []
+        counts += [f"{result.seconds:.1f} s"] if result.seconds else []
+        if counts:  # what the problem reported about its training
+            print(", ".join(counts))
     return 0
 
 

@@ -72,7 +72,11 @@ class TrainConfig:
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ConfigError(f"invalid training configuration: {', '.join(f'{b}={getattr(self, b)!r}' for b in bad)}")
+            allowed = {"optimizer": f" (one of {', '.join(OPTIMIZERS)})"}
+            raise ConfigError(
+                "invalid training configuration: "
+                + ", ".join(f"{b}={getattr(self, b)!r}{allowed.get(b, '')}" for b in bad)
+            )
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

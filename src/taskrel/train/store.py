@@ -28,7 +28,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,8 +203,8 @@ class RunStore:
             )
         if meta.get("config") != self.config:
             raise StoreError(
-                f"{self.path} was made with another problem fingerprint ({_diff(meta.get('config'), self.config)});"
-                " use another store or the same options"
+                f"{self.path} holds runs of a different problem ({_diff(meta.get('config'), self.config)}); "
+                "start a new store (another path) or undo the change"
             )
 
     def _add_columns(self) -> None:
@@ -378,4 +378,18 @@ def _diff(stored: str | None, wanted: str) -> str:
     except json.JSONDecodeError:
         return "unreadable stored configuration"
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    return ", ".join(f"{k}: stored {a.get(k)!r} vs {b.get(k)!r}" for k in changed) or "same keys"
+    parts = []
+    for k in changed:
+        if k not in a:
+            parts.append(f"{k}: not recorded (a store of an earlier taskrel version)")
+        elif isinstance(a[k], Mapping) and isinstance(b.get(k), Mapping):
+            inner = sorted(j for j in set(a[k]) | set(b[k]) if a[k].get(j) != b[k].get(j))
+            parts.append(f"{k} ({', '.join(inner)}): stored {_short(a[k])} vs {_short(b[k])}")
+        else:
+            parts.append(f"{k}: stored {_short(a[k])} vs {_short(b.get(k))}")
+    return "; ".join(parts) or "same keys"
+
+
+def _short(value: object, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -468,16 +468,44 @@ LOSSES = ("mse", "bce", "ce")
 
 
 def row_loss(spec: str | RowLoss) -> RowLoss:
-    """A per-row loss by name ("mse", "bce" on logits, "ce" on class logits) or a callable as is."""
+    """A per-row loss by name ("mse", "bce" on logits, "ce" on class logits) or a callable as is.
+
+    The named losses never broadcast: "mse" and "bce" need predictions shaped exactly like the
+    targets, "ce" needs (n, classes, …) logits for (n, …) class targets; anything else raises a
+    `ValueError` naming both shapes (the trainers add the task).
+    """
     if callable(spec):
         return spec
     if spec == "mse":
-        return lambda out, y: (out - y).pow(2).reshape(len(y), -1).mean(dim=1)
+        return lambda out, y: (_same_shape(out, y, spec) - y).pow(2).reshape(len(y), -1).mean(dim=1)
     if spec == "bce":
-        return lambda out, y: F.binary_cross_entropy_with_logits(out, y, reduction="none").reshape(len(y), -1).mean(1)
+        return lambda out, y: F.binary_cross_entropy_with_logits(
+            _same_shape(out, y, spec), y, reduction="none"
+        ).reshape(len(y), -1).mean(1)
     if spec == "ce":
-        return lambda out, y: F.cross_entropy(out, y.long(), reduction="none").reshape(len(y), -1).mean(dim=1)
+        return lambda out, y: F.cross_entropy(_class_logits(out, y), y.long(), reduction="none").reshape(
+            len(y), -1
+        ).mean(dim=1)
     raise ConfigError(f"unknown loss {spec!r}; use one of {LOSSES} or a callable (predictions, targets) -> (n,)")
+
+
+def _same_shape(out: torch.Tensor, y: torch.Tensor, spec: str) -> torch.Tensor:
+    if out.shape != y.shape:
+        hint = " (squeeze the trailing 1)" if out.shape == (*y.shape, 1) else ""
+        raise ValueError(
+            f"loss {spec!r} needs predictions shaped like the targets: got {tuple(out.shape)} for targets "
+            f"{tuple(y.shape)}{hint}"
+        )
+    return out
+
+
+def _class_logits(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if out.dim() != y.dim() + 1 or out.shape[0] != y.shape[0] or out.shape[2:] != y.shape[1:]:
+        raise ValueError(
+            f"loss 'ce' needs (n, classes, …) logits for (n, …) class targets: got {tuple(out.shape)} for targets "
+            f"{tuple(y.shape)}"
+        )
+    return out
 
 
 def _metric(spec: str | RowLoss, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
