@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from multimnist import TASKS, LeNet, multimnist
-from taskrel.train.trainer import torch_threads
+from taskrel.train.loop import torch_threads
 from taskrel.weighting import AuxiNash, LinearScalarisation, NashMTL, NearStationaryWarning
 
 from common import write_result

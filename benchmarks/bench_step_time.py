@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from multimnist import LeNet, multimnist
 from taskrel.data import load_chemical
 from taskrel.models import chemical_model
-from taskrel.train.trainer import torch_threads
+from taskrel.train.loop import torch_threads
 from taskrel.weighting import AuxiNash, LinearScalarisation, NashMTL, NearStationaryWarning
 
 from common import write_result

@@ -34,7 +34,7 @@ from taskrel.affinity import EtapAffinity
 from taskrel.data.single import SingleInputDataset
 from taskrel.models import MultiTaskModel
 from taskrel.train import TrainConfig
-from taskrel.train.trainer import SharedInputTrainer
+from taskrel.train.single_input import SharedInputTrainer
 
 from common import write_result
 

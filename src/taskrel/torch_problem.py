@@ -28,15 +28,9 @@ from taskrel.problem import attempt, check_task_names
 from taskrel.train.batched import train_runs
 from taskrel.train.callbacks import Callback
 from taskrel.train.config import TrainConfig
-from taskrel.train.trainer import (
-    BaseTrainer,
-    RowLoss,
-    SharedInputTrainer,
-    Trainer,
-    TrainResult,
-    members,
-    resolve_device,
-)
+from taskrel.train.loop import BaseTrainer, TrainResult, members, resolve_device
+from taskrel.train.multi_input import Trainer
+from taskrel.train.single_input import RowLoss, SharedInputTrainer
 
 ModelFactory = Callable[[tuple[str, ...], int], nn.Module]
 

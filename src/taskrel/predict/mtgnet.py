@@ -18,7 +18,7 @@ from torch import nn
 from taskrel.arguments import integer, real
 from taskrel.errors import ConfigError
 from taskrel.predict.base import GainPredictor
-from taskrel.train.trainer import torch_threads
+from taskrel.train.loop import torch_threads
 
 
 class _SetNet(nn.Module):

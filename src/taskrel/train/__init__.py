@@ -2,7 +2,9 @@
 
 from taskrel.train.callbacks import Callback, StepContext, TrialEvaluator
 from taskrel.train.config import TrainConfig
-from taskrel.train.trainer import BaseTrainer, SharedInputTrainer, Trainer, TrainResult
+from taskrel.train.loop import BaseTrainer, TrainResult
+from taskrel.train.multi_input import Trainer
+from taskrel.train.single_input import SharedInputTrainer
 
 __all__ = [
     "BaseTrainer",

@@ -38,15 +38,9 @@ from torch.nn import functional as F
 from taskrel.errors import TaskrelError
 from taskrel.models import MultiTaskModel
 from taskrel.train.config import TrainConfig
-from taskrel.train.trainer import (
-    BaseTrainer,
-    EarlyStopping,
-    SharedInputTrainer,
-    Trainer,
-    TrainResult,
-    epoch_logs,
-    torch_threads,
-)
+from taskrel.train.loop import BaseTrainer, EarlyStopping, TrainResult, epoch_logs, torch_threads
+from taskrel.train.multi_input import Trainer
+from taskrel.train.single_input import SharedInputTrainer
 
 log = logging.getLogger("taskrel")
 

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from taskrel.errors import ConfigError
-from taskrel.train.trainer import torch_threads
+from taskrel.train.loop import torch_threads
 from taskrel.weighting.auxinash import AuxiNash
 from taskrel.weighting.methods import LinearScalarisation, NashMTL, WeightingMethod
 
