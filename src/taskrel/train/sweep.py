@@ -124,7 +124,7 @@ def _read_group_file(path: Path, tasks: Sequence[str]) -> list[Group]:
 # --------------------------------------------------------------------------------------------
 # One job
 #: the default cap on the runs of one batch (`run_sweep`'s `group_batch`)
-GROUP_BATCH = 64
+GROUP_BATCH = 256
 
 
 @dataclass(frozen=True)
