@@ -3,12 +3,13 @@
 The members are the trainers one-at-a-time training would use (`Trainer` or `SharedInputTrainer`,
 built for each (group, seed)), so each member starts from the same weights and draws the same
 batches. Runs whose models share a layout (`layout`: for a `MultiTaskModel`, its trunk and head
-layout, whatever its number of heads) and losses are stacked: each step is one forward, one backward
-and one optimiser update for all of them, with per member its own batch, learning rate, optimiser
-state, early stopping (`EarlyStopping`, the same rule) and best weights. Narrower members are padded
-to the widest with heads whose loss is masked out. A member that stops, reaches its cap or fails
-leaves the stack and the next run takes its place; its result is computed by its own trainer from
-its restored best weights, exactly as after one-at-a-time training.
+layout; on single-input data whatever its number of heads) and losses are stacked: each step is one
+forward, one backward and one optimiser update for all of them, with per member its own batch,
+learning rate, optimiser state, early stopping (`EarlyStopping`, the same rule) and best weights.
+On single-input data, narrower members are padded to the widest with heads whose loss is masked
+out. A member that stops, reaches its cap or fails leaves the stack and the next run takes its
+place; its result is computed by its own trainer from its restored best weights, exactly as after
+one-at-a-time training.
 
 Differences from one-at-a-time training are float reassociation only: batches are padded to a
 common size and means taken under a mask, and the stop-row losses that drive early stopping are
@@ -55,15 +56,19 @@ class NotBatchable(TaskrelError):
 def layout(trainer: BaseTrainer) -> tuple:
     """What must agree for two trainers to share a batch: trainer kind, model layout, losses, protocol.
 
-    A `MultiTaskModel` whose heads all have one layout is described by its trunk and that head layout,
-    not by its number of heads: groups of different sizes share a batch, each padded to the largest
-    with masked-out heads (`_Layout`). Any other model must match exactly (module tree, parameters,
-    buffers).
+    A `MultiTaskModel` whose heads all have one layout is described by its trunk and that head layout.
+    On single-input data, groups of every size then share a batch, each padded to the widest with
+    masked-out heads (the trunk runs once per member whatever its size, so padding costs only heads);
+    on multi-input data, where every task brings its own rows through the trunk, padding would cost a
+    narrow member as much as the widest, so only groups of one size share a batch. Any other model
+    must match exactly (module tree, parameters, buffers).
     """
     model = trainer.model
     heads = _head_layouts(model)
     if heads is not None and len(set(heads)) == 1:
         described = ("heads", repr(model.trunk), _tensors(model.trunk), heads[0])
+        if isinstance(trainer, Trainer):  # multi-input: a block of rows per task, so one size per batch
+            described = (*described, len(trainer.tasks))
     else:
         described = ("exact", repr(model), _tensors(model))
     if isinstance(trainer, SharedInputTrainer):

@@ -384,7 +384,7 @@ def _diff(stored: str | None, wanted: str) -> str:
             parts.append(f"{k}: not recorded (a store of an earlier taskrel version)")
         elif isinstance(a[k], Mapping) and isinstance(b.get(k), Mapping):
             inner = sorted(j for j in set(a[k]) | set(b[k]) if a[k].get(j) != b[k].get(j))
-            parts.append(f"{k} ({', '.join(inner)}): stored {_short(a[k])} vs {_short(b[k])}")
+            parts += [f"{k}.{j}: stored {_short(a[k].get(j))} vs {_short(b[k].get(j))}" for j in inner]
         else:
             parts.append(f"{k}: stored {_short(a[k])} vs {_short(b.get(k))}")
     return "; ".join(parts) or "same keys"
