@@ -147,13 +147,8 @@ def test_a_model_whose_outputs_depend_on_more_than_its_parameters_is_refused(che
         BatchedTrainer.of([problem.trainer(["87", "55"], 0), problem.trainer(["80", "81"], 3)]).fit()
 
 
-def test_single_input_groups_of_every_size_share_a_batch_and_the_cap_holds(monkeypatch):
-    """Narrower members are padded with masked-out heads; a finished member's place goes to the next run.
-
-    Each member still equals its run alone.
-    """
-    problem, runs = stopping_problem("single-input", None)
-    runs = [*runs, (["HUFL", "MUFL", "OT"], 1), (["MUFL", "OT"], 4)]
+def active_widths(monkeypatch) -> list[list[int]]:
+    """Records, at every batched step, the sorted group sizes of the members training in it."""
     widths = []
     original = BatchedTrainer._step
 
@@ -162,6 +157,17 @@ def test_single_input_groups_of_every_size_share_a_batch_and_the_cap_holds(monke
         return original(self, stack, active)
 
     monkeypatch.setattr(BatchedTrainer, "_step", spy)
+    return widths
+
+
+def test_single_input_groups_of_every_size_share_a_batch_and_the_cap_holds(monkeypatch):
+    """Narrower members are padded with masked-out heads; a finished member's place goes to the next run.
+
+    Each member still equals its run alone.
+    """
+    problem, runs = stopping_problem("single-input", None)
+    runs = [*runs, (["HUFL", "MUFL", "OT"], 1), (["MUFL", "OT"], 4)]
+    widths = active_widths(monkeypatch)
     assert_same_runs(problem, runs, train_runs(lambda i: problem.trainer(*runs[i]), len(runs)))
     assert widths[0] == [1, 1, 1, 1, 2, 2, 3]  # one batch for every size
     widths.clear()
@@ -174,13 +180,6 @@ def test_multi_input_groups_share_a_batch_with_groups_of_their_size_only(chemica
     """On multi-input data every task brings its own rows through the trunk: no padding across sizes."""
     problem = TorchProblem(chemical, config=TrainConfig(max_steps=30, patience_steps=0))
     runs = [(["87"], 0), (["87", "55", "80"], 0), (["55"], 1), (["80", "81"], 0), (["83"], 0), (["81", "83"], 2)]
-    widths = []
-    original = BatchedTrainer._step
-
-    def spy(self, stack, active):
-        widths.append(tuple(len(m.trainer.tasks) for m in active))
-        return original(self, stack, active)
-
-    monkeypatch.setattr(BatchedTrainer, "_step", spy)
+    widths = active_widths(monkeypatch)
     assert_same_runs(problem, runs, train_runs(lambda i: problem.trainer(*runs[i]), len(runs)))
-    assert set(widths) == {(1, 1, 1), (2, 2)}  # the triple trains alone
+    assert {tuple(w) for w in widths} == {(1, 1, 1), (2, 2)}  # the triple trains alone

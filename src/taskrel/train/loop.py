@@ -147,22 +147,26 @@ class BaseTrainer:
         """
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:  # pragma: no cover
+    def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
         """Per-task mean loss and metric of the current model on `split`.
 
         Splits: "train", "test", "stop" (the validation rows early stopping monitors) and "val" (the
         other validation rows, the run's reported validation losses; `TrainConfig.stop_rows`).
         """
-        raise NotImplementedError
+        losses, metrics, _ = self._evaluate(split, rows=False)
+        return losses, metrics
 
     def evaluate_rows(self, split: str) -> tuple[dict[str, float], dict[str, float], dict[str, list[float]] | None]:
         """`evaluate(split)` plus, per task, the loss of every row of `split` in the split's row order.
 
         The row losses come from the same forward pass as the mean losses (whose mean they are); under a
-        mask of observed targets only a task's observed rows, in row order. A subclass without rows gives None.
+        mask of observed targets only a task's observed rows, in row order.
         """
-        losses, metrics = self.evaluate(split)
-        return losses, metrics, None
+        return self._evaluate(split, rows=True)
+
+    def _evaluate(self, split: str, rows: bool) -> tuple[dict, dict, dict | None]:  # pragma: no cover - abstract
+        """Per-task losses and metrics on `split`, and with `rows` each task's per-row losses (else None)."""
+        raise NotImplementedError
 
     def _fast_backward(self, batch) -> engine.TaskGradients | None:
         """Per-task gradients and the summed-loss `.grad` in one pass, where a trainer has such a path."""

@@ -118,14 +118,6 @@ class Trainer(BaseTrainer):
             self.model, self.tasks, *batch, self.loss_fn, task_parameters=self._heads, with_gram=self._gram_only
         )
 
-    def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
-        losses, metrics, _ = self._evaluate(split, rows=False)
-        return losses, metrics
-
-    def evaluate_rows(self, split: str) -> tuple[dict[str, float], dict[str, float], dict[str, list[float]]]:
-        """`evaluate(split)` plus each task's per-row losses, in the order of the task's rows of `split`."""
-        return self._evaluate(split, rows=True)
-
     def _evaluate(self, split: str, rows: bool) -> tuple[dict, dict, dict | None]:
         self.model.eval()
         losses, metrics, per_row = {}, {}, {} if rows else None

@@ -215,14 +215,6 @@ class SharedInputTrainer(BaseTrainer):
             losses, capture, self._shared, self._heads, self.tasks, gram_only=self._gram_only
         )
 
-    def evaluate(self, split: str) -> tuple[dict[str, float], dict[str, float]]:
-        losses, metrics, _ = self._evaluate(split, rows=False)
-        return losses, metrics
-
-    def evaluate_rows(self, split: str) -> tuple[dict[str, float], dict[str, float], dict[str, list[float]]]:
-        """`evaluate(split)` plus each task's per-row losses (float64), its observed rows only, in row order."""
-        return self._evaluate(split, rows=True)
-
     def _evaluate(self, split: str, rows: bool) -> tuple[dict, dict, dict | None]:
         x, y, mask = self.data[split]
         k = len(self.tasks)
