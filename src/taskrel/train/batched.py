@@ -127,11 +127,16 @@ def train_runs(
             except NotBatchable as exc:  # raised before any member drew a batch
                 log.warning("taskrel: training %d runs one at a time: %s", len(order), exc)
         for i in order:
-            try:
-                results[i] = make_trainer(i).fit()
-            except Exception as exc:
-                results[i] = exc
+            results[i] = _fit_alone(lambda i=i: make_trainer(i))
     return results  # type: ignore[return-value]
+
+
+def _fit_alone(make: Callable[[], BaseTrainer]) -> TrainResult | Exception:
+    """One run trained one at a time: its result, or the exception that ended it (building included)."""
+    try:
+        return make().fit()
+    except Exception as exc:  # the run fails alone, with its message
+        return exc
 
 
 # ----------------------------------------------------------------------------------------------
@@ -454,7 +459,8 @@ class BatchedTrainer:
         self.make_trainer, self.count = make_trainer, count
         self.capacity = max(1, capacity or count)
         self.template = make_trainer(template)
-        if not layout(self.template)[-1]:
+        self._layout = layout(self.template)
+        if not self._layout[-1]:
             raise NotBatchable("runs with collectors or a weighting method train one at a time")
         self.width = len(self.template.tasks)
         self.config = self.template.config
@@ -462,7 +468,6 @@ class BatchedTrainer:
         data = _MultiInputData if type(self.template) is Trainer else _SharedInputData
         self.data = data(self.template, self.width)
         self._loss_module = _LossOf(self.template)
-        self._layout = layout(self.template)
 
     @classmethod
     def of(cls, trainers: Sequence[BaseTrainer], capacity: int | None = None) -> BatchedTrainer:
@@ -613,7 +618,7 @@ class BatchedTrainer:
         for m, reason in zip(joining, reasons, strict=True):
             if reason:
                 log.warning("taskrel: training one run alone: %s", reason)
-                outcomes[m.position] = self._alone(m.trainer)
+                outcomes[m.position] = _fit_alone(lambda m=m: m.trainer)
         return [m for m, reason in zip(joining, reasons, strict=True) if not reason]
 
     def _step(self, stack: _Stack, active: list[_Member]) -> list[int]:
@@ -691,12 +696,5 @@ class BatchedTrainer:
             return m.trainer.result(
                 m.history, m.step, m.stopping.best_epoch, m.seconds + time.perf_counter() - started
             )
-        except Exception as exc:
-            return exc
-
-    @staticmethod
-    def _alone(trainer: BaseTrainer) -> TrainResult | Exception:
-        try:
-            return trainer.fit()
         except Exception as exc:
             return exc
