@@ -157,6 +157,38 @@ def test_orientation_on_an_asymmetric_construction():
     assert ptg[1, 0] > 0 > ptg[0, 1]
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd-momentum"])
+def test_etap_scores_the_gradient_or_the_optimisers_step_and_says_which(optimizer):
+    model, x, y = tiny_problem(seed=4)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    for p in model.parameters():  # one real step: Adam moments and a momentum buffer exist
+        p.grad = torch.randn_like(p)
+    opt.step()
+    ctx = context(model, x, y, opt)
+    grads = ctx.task_gradients
+    gradient, step = EtapAffinity(weighting="steps"), EtapAffinity(momentum=True, weighting="steps")
+    expected = grads @ grads.T / ctx.loss_values[None, :]
+    assert np.allclose(matrix_of(gradient, context(model, x, y, opt)), expected.numpy(), rtol=1e-6, atol=1e-10)
+    assert gradient.matrix("steps").update == "gradient"
+    if optimizer == "adam":  # u_i: Adam's step for task i's gradient alone, by hand
+        exp_avg, exp_avg_sq = (torch.cat([opt.state[p][k].reshape(-1) for p in model.shared_parameters()])
+                               for k in ("exp_avg", "exp_avg_sq"))  # fmt: skip
+        t = float(opt.state[model.shared_parameters()[0]]["step"]) + 1
+        m = 0.9 * exp_avg + 0.1 * grads
+        v = 0.999 * exp_avg_sq + 0.001 * grads**2
+        u = m / (1 - 0.9**t) / ((v / (1 - 0.999**t)).sqrt() + 1e-8)
+        expected, update = u @ grads.T, "Adam step"
+    else:  # SGD's step: the momentum buffer plus the task's gradient
+        buffer = torch.cat([opt.state[p]["momentum_buffer"].reshape(-1) for p in model.shared_parameters()])
+        expected, update = (0.9 * buffer + grads) @ grads.T, "SGD step"
+    expected = expected / ctx.loss_values[None, :]
+    assert np.allclose(matrix_of(step, context(model, x, y, opt)), expected.numpy(), rtol=1e-6, atol=1e-10)
+    assert step.matrix("steps").update == update
+
+
 @pytest.mark.parametrize(
     "settings",
     [

@@ -43,15 +43,17 @@ def test_adaptive_pipeline_selects_trains_serves_safely_reports_and_resumes(tmp_
     everything = "|".join(CHEMICAL_TASKS)
     assert plan["groups"][0]["group"] == everything
     assert all("posterior draw" in g["reason"] or "uncertain" in g["reason"] for g in plan["groups"][4:])
-    # Recomputed from the run store: D is the better of STL and ALL on validation, and the served
-    # models' total validation loss is never above either.
+    # Recomputed from the run store: D is ALL unless STL's total validation loss is lower (and
+    # significantly so, which `test_decision` checks), and the served models' total validation loss
+    # is never above D's, so never above ALL's.
     runs = stored(tmp_path / "runs.db")
     assert {g["group"] for g in plan["groups"]} <= {g for g, _ in runs}
     stl = {t: t for t in CHEMICAL_TASKS}
     naive = dict.fromkeys(CHEMICAL_TASKS, everything)
-    default = naive if total(runs, naive, 0) < total(runs, stl, 0) else stl
-    assert result.serving.default == ("ALL" if default is naive else "STL")
-    assert total(runs, result.served, 0) <= min(total(runs, stl, 0), total(runs, naive, 0)) + 1e-9
+    default = stl if result.serving.default == "STL" else naive
+    assert default is naive or total(runs, stl, 0) < total(runs, naive, 0)
+    assert total(runs, result.served, 0) <= total(runs, default, 0) + 1e-9
+    assert total(runs, result.served, 0) <= total(runs, naive, 0) + 1e-9
     for task, group in result.served.items():
         assert group == default[task] or ("p =" in result.serving.tasks[task].evidence and task in group.split("|"))
     assert result.totals()["selected"] == pytest.approx(total(runs, result.served, 1), rel=1e-12)

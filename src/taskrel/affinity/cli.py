@@ -41,12 +41,15 @@ def _affinity(args: argparse.Namespace) -> int:
         matrix.to_csv(out / "affinity.csv")
         matrix.plot(out / "affinity.png", title=f"{args.method.upper()} affinity on {args.problem}: A[source, target]")
         payload.update(steps=matrix.steps, seconds=round(matrix.seconds, 4), stalled=list(matrix.stalled))
+        if matrix.update:
+            payload["update"] = matrix.update
     if args.json:
         emit_json(payload)
     else:
         where = f"; wrote {out / 'affinity.csv'} and {out / 'affinity.png'}" if matrix is not None else ""
         of = f" of {result.seconds:.1f} s training" if result.seconds > 0 else ""  # a user's loop may not time itself
-        print(f"{args.method}: {payload['steps']} steps collected in {payload['seconds']:.1f} s{of}{where}",
+        scored = f" (update direction: {matrix.update})" if matrix is not None and matrix.update else ""
+        print(f"{args.method}{scored}: {payload['steps']} steps collected in {payload['seconds']:.1f} s{of}{where}",
               file=sys.stderr)  # fmt: skip
         if matrix is not None and matrix.stalled:
             print(f"validation loss of task(s) {', '.join(matrix.stalled)} never improved: their columns weight "
@@ -65,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(  # its own dest: args.momentum would be read as the training protocol's momentum
-        "--momentum", dest="etap_momentum", action="store_true", help="ETAP: include the momentum term"
+        "--momentum", dest="etap_momentum", action="store_true",
+        help="ETAP: score the optimiser's step (with its momentum) instead of the raw gradient",
     )
     parser.add_argument("--no-normalize", action="store_true", help="ETAP: do not divide by the target's loss")
     parser.add_argument("--reference", choices=REFERENCES, default="doubled", help="PTG reference step")

@@ -9,32 +9,44 @@ Without momentum u_i = g_i, so z(i → j) = ⟨g_j, g_i⟩ / L_j. With ``momentu
 optimiser's own direction read from its state (`taskrel.affinity.updates`: SGD's momentum buffer
 with dampening, Nesterov and weight decay, or Adam's moments). This is the paper's eq. 5 divided
 by η, i.e. on TAG's scale: it is the η → 0 limit of TAG's lookahead (1 − L_j(after i)/L_j) / η.
-Without momentum only the Gram matrix ⟨g_i, g_j⟩ is needed (`ctx.task_gram`), which a trainer may
-compute without forming the per-task gradients (`taskrel.gradients.shared_input_backward`); with
-momentum the per-task gradients themselves. Everything stays on the parameters' device.
+With ``momentum=False`` only the Gram matrix ⟨g_i, g_j⟩ is needed (`ctx.task_gram`), which a trainer
+may compute without forming the per-task gradients (`taskrel.gradients.shared_input_backward`);
+otherwise the per-task gradients themselves. Everything stays on the parameters' device.
+
+**Which direction.** The default scores the raw gradient; ``momentum=True`` the optimiser's step.
+Neither wins everywhere (pair-gain r of the validation-weighted score, 3 seeds): on ETTh1 (Adam,
+benchmarks/ett_pairwise_affinity.py) 0.12 on the gradient, 0.36 on Adam's step (time average 0.14
+and 0.42; TAG 0.41); on Chemical (SGD with momentum 0.9, benchmarks/chemical_affinity.py) 0.45 on
+the gradient, 0.30 on the momentum step; on the 40-task planted-cluster problem of the grouping
+tests (Adam) the gradient's clusters find the planted ones and Adam's step loses them (mean
+within-cluster affinity 2.9 vs 0.26 between clusters on the gradient, 1.9 vs 1.4 on the step).
+The step carries the optimiser's history, the same for every source task, into each u_i. The
+direction used is stated in the matrix (`AffinityMatrix.update`).
 
 The default aggregation is ``weighting="validation"``: on Chemical (benchmarks/chemical_affinity.py
 and predictors_chemical.py, 3 seeds) its pairwise affinity correlates with the measured pair gains
 at r = 0.45, the plain time average (``weighting="steps"``, ETAP eq. 6) at r = −0.00. Validation
 weighting needs the loop to call `on_epoch_end` with ``logs["val_loss"]``; in a loop that does not,
 use ``weighting="steps"``.
-
-With Adam the raw gradient is not the step taken: on ETTh1 (Adam, benchmarks/ett_pairwise_affinity.py,
-3 seeds) the time-averaged score follows the measured pair gains at r = 0.14 with ``momentum=False``
-and at r = 0.42 with ``momentum=True`` (TAG: 0.41).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from taskrel.affinity.collector import AffinityCollector
+from taskrel.affinity.matrix import AffinityMatrix
 from taskrel.affinity.updates import update_directions
 from taskrel.train.callbacks import StepContext
 
 
 class EtapAffinity(AffinityCollector):
-    """ETAP's affinity score, aggregated over collected steps; A[source, target] (module docstring)."""
+    """ETAP's affinity score, aggregated over collected steps; A[source, target] (module docstring).
+
+    `momentum`: False (default) scores the raw gradient, True the optimiser's own step.
+    """
 
     method = "etap"
     default_weighting = "validation"  # the best-scoring variant on Chemical (module docstring)
@@ -48,12 +60,21 @@ class EtapAffinity(AffinityCollector):
         self.needs_task_gradients = momentum
         self.needs_task_gram = not momentum
 
+    def reset(self) -> None:
+        super().reset()
+        self.update = ""
+
     def collect(self, ctx: StepContext) -> tuple[torch.Tensor, None]:
         if self.momentum:
+            self.update = f"{type(ctx.optimizer).__name__} step"
             grads = ctx.task_gradients.to(torch.float64)
             z = update_directions(ctx.optimizer, ctx.shared_parameters, grads) @ grads.T  # z[i, j] = <u_i, g_j>
         else:
+            self.update = "gradient"
             z = ctx.task_gram
         if self.normalize:
             z = z / ctx.loss_values[None, :]
         return z, None
+
+    def matrix(self, weighting: str | None = None) -> AffinityMatrix:
+        return dataclasses.replace(super().matrix(weighting), update=self.update)

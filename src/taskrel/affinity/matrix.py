@@ -30,6 +30,7 @@ class AffinityMatrix:
     steps: int = 0
     seconds: float = 0.0
     stalled: tuple[str, ...] = ()  # validation weighting: target columns weighted by steps (never improved)
+    update: str = ""  # ETAP: the update direction scored ("gradient", or the optimiser's step, e.g. "Adam step")
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

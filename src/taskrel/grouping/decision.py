@@ -6,8 +6,11 @@ validation losses (the seed mean of a run's per-task loss); test data only score
 Gains follow gain(G → t) = (L_STL(t) − L_G(t)) / L_STL(t), positive = G helps t.
 
 **The default D** serves every task with the same kind of model: its STL model ("STL") or the
-all-task model ("ALL"), whichever has the lower total validation loss Σ_t L(t). Without a measured
-all-task model, D is STL.
+all-task model ("ALL"). D is ALL unless STL's total validation loss Σ_t L(t) is lower *on evidence*:
+with per-row validation losses, the paired difference Σ_t mean_rows(L_STL − L_ALL) must be
+significantly negative (one-sided z-test at level `alpha`, its variance Σ_t var_t / n_t); without
+them, STL's total must simply be lower. One model for every task is the simpler answer and a tie
+on noisy validation rows goes to it. Without a measured all-task model, D is STL.
 
 **`decide`: the new groups to train.** On offer at no cost are every trained model (each task's
 STL model, ALL and every training group) with its measured losses: a task's free value is
@@ -48,6 +51,8 @@ MAX_ENUMERATED_TASKS = 14
 #: Family-wise level of the per-task significance test of `serve`.
 ALPHA = 0.05
 DEFAULTS = ("STL", "ALL")
+#: Per (group text, task): the seed-mean loss of every validation row of the task, in a fixed row order.
+ValidationRows = Mapping[tuple[str, str], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -77,24 +82,40 @@ def validation_losses(table: GainTable) -> pd.Series:
     return table.frame.groupby(["group", "task"], sort=False)["val_loss"].mean()
 
 
-def default_models(table: GainTable) -> tuple[str, dict[str, str]]:
-    """D's name ("STL" or "ALL") and the model (group text) it serves each task with."""
+def default_models(
+    table: GainTable, rows: ValidationRows | None = None, *, alpha: float = ALPHA
+) -> tuple[str, dict[str, str]]:
+    """D's name ("STL" or "ALL") and the model (group text) it serves each task with (module docstring)."""
     tasks = list(table.tasks)
     loss = validation_losses(table)
     everything = group_name(tasks, tasks)
     stl = {t: t for t in tasks}
     if len(tasks) < 2 or not all((everything, t) in loss.index for t in tasks):
         return "STL", stl
-    if sum(loss[(everything, t)] for t in tasks) < sum(loss[(t, t)] for t in tasks):
-        return "ALL", dict.fromkeys(tasks, everything)
-    return "STL", stl
+    if rows is not None and all((g, t) in rows for t in tasks for g in (t, everything)):
+        if stl_better_on_evidence([rows[(t, t)] - rows[(everything, t)] for t in tasks], alpha):
+            return "STL", stl
+    elif sum(loss[(t, t)] for t in tasks) < sum(loss[(everything, t)] for t in tasks):
+        return "STL", stl
+    return "ALL", dict.fromkeys(tasks, everything)
 
 
-def free_values(table: GainTable) -> tuple[str, dict[str, str], dict[str, float], pd.DataFrame]:
+def stl_better_on_evidence(differences: Sequence[np.ndarray], alpha: float = ALPHA) -> bool:
+    """Whether Σ_t mean(d_t) < 0 at one-sided level `alpha`, d_t the per-row L_STL − L_ALL of task t."""
+    total = float(sum(np.mean(d) for d in differences))
+    variance = float(sum(np.var(d, ddof=1) / len(d) for d in differences if len(d) > 1))
+    if variance == 0.0:
+        return total < 0
+    return float(stats.norm.cdf(total / np.sqrt(variance))) < alpha
+
+
+def free_values(
+    table: GainTable, rows: ValidationRows | None = None
+) -> tuple[str, dict[str, str], dict[str, float], pd.DataFrame]:
     """(D, D's model per task, D's loss per task, best trained model per task with its value v₀ ≥ 0)."""
     tasks = list(table.tasks)
     loss = validation_losses(table)
-    name, models = default_models(table)
+    name, models = default_models(table, rows)
     base = {t: float(loss[(models[t], t)]) for t in tasks}
     frame = loss.rename("loss").reset_index()
     frame["value"] = frame["task"].map(base) - frame["loss"]
@@ -106,14 +127,14 @@ def free_values(table: GainTable) -> tuple[str, dict[str, str], dict[str, float]
     return name, models, base, free
 
 
-def marginal_values(table: GainTable, predicted: pd.DataFrame) -> pd.DataFrame:
+def marginal_values(table: GainTable, predicted: pd.DataFrame, rows: ValidationRows | None = None) -> pd.DataFrame:
     """Rows (group, task, loss, value) of the untrained candidates of `predicted` (columns group, task, gain).
 
     ``loss`` is the predicted validation loss L_STL(t)·(1 − min(ĝ, 1)) (a loss is never negative);
     ``value`` is what serving t by the group would add over the task's best free model (may be
     negative). Rows of groups already trained in `table` and of single tasks are dropped.
     """
-    _, _, base, free = free_values(table)
+    _, _, base, free = free_values(table, rows)
     return _values(table, predicted, base, free)
 
 
@@ -145,22 +166,24 @@ def decide(
     max_groups: int,
     budget: float | None = None,
     time_limit: float | None = None,
+    rows: ValidationRows | None = None,
 ) -> Decision:
     """Choose at most `max_groups` new groups among the candidates of `predicted` (see the module docstring).
 
     `table` holds every trained model's measured losses (STL runs required; the all-task group
     should be among them, else D is STL); `predicted` has columns group, task, gain (validation
-    gains) for candidate groups, rows of trained groups being ignored (measured beats predicted).
+    gains) for candidate groups, rows of trained groups being ignored (measured beats predicted);
+    `rows` (per-row validation losses) make the choice of D robust to noise.
     """
     tasks = list(table.tasks)
-    name, _, base, free = free_values(table)
+    name, _, base, free = free_values(table, rows)
     plan = free["model"].to_dict()
     planned = {t: base[t] - float(free.loc[t, "value"]) for t in tasks}
     limits = f"at most {max_groups} new groups" + (f", Σ|G| ≤ {budget:g}" if budget is not None else "")
     rows = _values(table, predicted, base, free) if predicted is not None else pd.DataFrame()
     pool = rows["group"].nunique() if len(rows) else 0
     text = (
-        f"default D = {name} for every task (lower total validation loss); exact MILP (HiGHS) over {pool} "
+        f"default D = {name} for every task (ALL unless STL is better on evidence); exact MILP (HiGHS) over {pool} "
         f"untrained candidate groups, {limits}, maximising the predicted validation-loss reduction over D "
         f"with every trained model (STL, ALL, {table.frame['group'].nunique() - len(tasks)} trained groups) "
         "free"
@@ -216,15 +239,11 @@ class Serving:
         return {t: s.model for t, s in self.tasks.items()}
 
 
-#: Per (group text, task): the seed-mean loss of every validation row of the task, in a fixed row order.
-ValidationRows = Mapping[tuple[str, str], np.ndarray]
-
-
 def serve(table: GainTable, rows: ValidationRows | None, *, alpha: float = ALPHA, seed: int = 0) -> Serving:
     """Serve every task from D unless another trained model in `table` is better on evidence (module docstring)."""
     tasks = list(table.tasks)
     loss = validation_losses(table)
-    name, models = default_models(table)
+    name, models = default_models(table, rows, alpha=alpha)
     trained = list(dict.fromkeys(table.frame["group"]))
     served, moves = {}, {}
     for index, task in enumerate(tasks):
@@ -313,5 +332,6 @@ __all__ = [
     "free_values",
     "marginal_values",
     "serve",
+    "stl_better_on_evidence",
     "validation_losses",
 ]

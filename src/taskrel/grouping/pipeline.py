@@ -8,8 +8,8 @@
 4. The gain predictor is fitted on the training groups' validation gains and predicts every
    candidate of the pool (`taskrel.grouping.pool`: every group up to 14 tasks, a few hundred built
    from the all-task run and the affinity beyond).
-5. `decide` (`taskrel.grouping.decision`): the default D (STL or ALL for every task, the better on
-   validation), at most `max_groups` new groups by the exact MILP, every trained model free.
+5. `decide` (`taskrel.grouping.decision`): the default D (ALL for every task, unless STL is better on
+   validation on evidence), at most `max_groups` new groups by the exact MILP, every trained model free.
 6. The chosen groups are trained; `serve` moves a task off D only on significant per-row evidence.
 7. A report (HTML and Markdown) with every stage's wall time.
 
@@ -181,7 +181,8 @@ def run_pipeline(
             return measured[measured["group"].isin(names)][["group", "task", "gain"]]
 
         def choose(gains: pd.DataFrame) -> list[Group]:
-            return decide(runs.table(), gains, max_groups=max_groups, budget=budget, time_limit=time_limit).groups
+            return decide(runs.table(), gains, max_groups=max_groups, budget=budget, time_limit=time_limit,
+                          rows=runs.validation_rows()).groups  # fmt: skip
 
         plan = out / "training_groups.json"
         candidates = candidate_pool(tasks, runs.table(), affinity) if sampling == "adaptive" else None
@@ -193,16 +194,16 @@ def run_pipeline(
         )  # fmt: skip
         lap("training_groups")
 
-        trained = runs.table()
+        trained, rows = runs.table(), runs.validation_rows()
         model = DefaultPredictor().fit(affinity, trained.with_split("val"))
         lap("predictor_fit")
         pool = candidate_pool(tasks, trained, affinity)
         predictions = model.predict(pool)
         if len(tasks) > MAX_ENUMERATED_TASKS:
-            extra = [g for g in refine(trained, marginal_values(trained, predictions)) if g not in set(pool)]
+            extra = [g for g in refine(trained, marginal_values(trained, predictions, rows)) if g not in set(pool)]
             predictions = pd.concat([predictions, model.predict(extra)], ignore_index=True)
         lap("pool_scoring")
-        decision = decide(trained, predictions, max_groups=max_groups, budget=budget, time_limit=time_limit)
+        decision = decide(trained, predictions, max_groups=max_groups, budget=budget, time_limit=time_limit, rows=rows)
         lap("selection")
 
         runs.train(decision.groups)
