@@ -18,6 +18,8 @@ only some); sums stay on the device and reach the host only in `matrix()`, which
   collected steps instead, and the matrix lists it in `stalled`.
 
 `weighting=` of the constructor is the default of `matrix()`; None takes the class's `default_weighting`.
+`state_dict()` / `load_state_dict()` hold the collection so far, so a resumed training run (e.g. from a
+checkpoint) continues the same sums.
 """
 
 from __future__ import annotations
@@ -82,9 +84,9 @@ class AffinityCollector(Callback):
         if self._sum is None:
             self._sum = value
             self._count = torch.ones_like(value) if observed is None else observed
-        else:
-            self._sum = self._sum + value
-            self._count = self._count + (1.0 if observed is None else observed)
+        else:  # sums restored by `load_state_dict` may sit on another device
+            self._sum = self._sum.to(value.device) + value
+            self._count = self._count.to(value.device) + (1.0 if observed is None else observed)
         self.steps += 1
         self.seconds += time.perf_counter() - started
 
@@ -95,6 +97,22 @@ class AffinityCollector(Callback):
         self.epoch_counts.append(self._count)
         self.epoch_val.append(logs.get("val_loss"))
         self._sum = self._count = None
+
+    def state_dict(self) -> dict:
+        """The collection so far: tasks, counters, per-epoch sums and validation losses, the open epoch's sums."""
+        return {
+            "tasks": list(self._tasks), "calls": self._calls, "steps": self.steps, "seconds": self.seconds,
+            "epoch_sums": list(self.epoch_sums), "epoch_counts": list(self.epoch_counts),
+            "epoch_val": list(self.epoch_val), "sum": self._sum, "count": self._count, "initial_val": self.initial_val,
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the collection of `state_dict()` (its settings, e.g. `every`, are the constructor's)."""
+        self._tasks = tuple(state["tasks"])
+        self._calls, self.steps, self.seconds = int(state["calls"]), int(state["steps"]), float(state["seconds"])
+        self.epoch_sums, self.epoch_counts = list(state["epoch_sums"]), list(state["epoch_counts"])
+        self.epoch_val = list(state["epoch_val"])
+        self._sum, self._count, self.initial_val = state["sum"], state["count"], state["initial_val"]
 
     def collect(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor | None]:  # pragma: no cover - abstract
         """This step's (K, K) values and which entries they observe (None: all)."""
@@ -110,8 +128,8 @@ class AffinityCollector(Callback):
             counts.append(self._count)
         if not sums:
             raise ConfigError(f"{type(self).__name__} has not collected any step yet")
-        sums = torch.stack(sums).cpu().numpy()
-        counts = torch.stack(counts).cpu().numpy()
+        sums = torch.stack([s.cpu() for s in sums]).numpy()
+        counts = torch.stack([c.cpu() for c in counts]).numpy()
         stalled: tuple[str, ...] = ()
         if weighting == "steps":
             total = counts.sum(axis=0)

@@ -64,6 +64,13 @@ class EtapAffinity(AffinityCollector):
         super().reset()
         self.update = ""
 
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "update": self.update}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.update = state["update"]
+
     def collect(self, ctx: StepContext) -> tuple[torch.Tensor, None]:
         if self.momentum:
             self.update = f"{type(ctx.optimizer).__name__} step"

@@ -39,6 +39,12 @@ class SubsetSampler:
         size = max(1, round(self.fraction * n))
         return sorted(torch.randperm(n, generator=self.generator)[:size].tolist())
 
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
 
 class TagAffinity(AffinityCollector):
     """TAG's lookahead inter-task affinity on the shared parameters, A[source, target] (module docstring)."""
@@ -49,6 +55,13 @@ class TagAffinity(AffinityCollector):
     def __init__(self, every: int = 1, weighting: str | None = None, sample: float = 1.0, seed: int = 0) -> None:
         super().__init__(every, weighting)
         self.sampler = SubsetSampler(sample, seed)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.sampler.load_state_dict(state["sampler"])
 
     def collect(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor | None]:
         k = len(ctx.tasks)

@@ -58,6 +58,13 @@ class PtgTransferGain(AffinityCollector):
         self.reference = reference
         self.sampler = SubsetSampler(sample, seed)
 
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.sampler.load_state_dict(state["sampler"])
+
     def collect(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor | None]:
         if ctx.task_parameters is None:
             raise ConfigError("PTG's trial steps update the members' heads: give task_parameters= in the StepContext")
