@@ -153,6 +153,22 @@ def test_a_task_moves_only_on_evidence():
     assert "p =" in serving.tasks["a"].evidence
 
 
+def test_moves_that_beat_d_on_the_check_rows_only_by_noise_are_rejected():
+    rng = np.random.default_rng(0)
+    table, rows = table_with_rows([1.0] * 5, [0.9] * 5, [("a|b", [0.5, 0.95])], 200, rng, noise=0.0)
+    order = np.random.default_rng([0, 0]).permutation(200)  # task a's selection and check halves (seed 0)
+    pick, check = order[:100], order[100:]
+    rows[(EVERYTHING, "a")] = np.ones(200)
+    better = np.ones(200)
+    better[pick] = 0.5  # far better on every selection row
+    better[check] = 1.0 - np.tile([0.3, -0.28], 50)  # on the check rows: 0.01 better on average, z ≈ 0.3
+    rows[("a|b", "a")] = better
+    serving = serve(table, rows, seed=0)
+    assert serving.tasks["a"].model == EVERYTHING and "not taken" in serving.tasks["a"].evidence
+    better[check] = 0.9  # better on every check row as well: the move is kept
+    assert serve(table, rows, seed=0).tasks["a"].model == "a|b"
+
+
 def test_validation_rows_of_different_lengths_are_refused():
     rng = np.random.default_rng(0)
     table, rows = table_with_rows([1.0] * 5, [0.9] * 5, [("a|b", [0.5, 0.9])], 20, rng, noise=0.05)

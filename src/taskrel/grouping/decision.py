@@ -26,9 +26,10 @@ to another trained model only on evidence: its validation rows are split at rand
 task) into a selection half and a check half; on the selection half, the paired per-row difference
 L_D − L_G must be significantly positive for the model G (one-sided t-test at level
 `alpha` / (number of the task's options), Bonferroni), and among the significant models the one
-with the largest mean improvement is taken. The moves as a whole are accepted only if the moved
-tasks' total loss is below D's on the check halves and on the whole validation set (so the served
-total validation loss is never above D's); otherwise every task stays on D. Without per-row
+with the largest mean improvement is taken. The moves as a whole are accepted only if, on the
+check halves, the moved tasks' total improvement over D is significant (the one-sided z-test of
+`total_p` at level `alpha`) and their total loss on the whole validation set is below D's (so the
+served total validation loss is never above D's); otherwise every task stays on D. Without per-row
 validation losses (a problem that does not report them) nothing moves.
 """
 
@@ -102,11 +103,7 @@ def default_models(
 
 def stl_better_on_evidence(differences: Sequence[np.ndarray], alpha: float = ALPHA) -> bool:
     """Whether Σ_t mean(d_t) < 0 at one-sided level `alpha`, d_t the per-row L_STL − L_ALL of task t."""
-    total = float(sum(np.mean(d) for d in differences))
-    variance = float(sum(np.var(d, ddof=1) / len(d) for d in differences if len(d) > 1))
-    if variance == 0.0:
-        return total < 0
-    return float(stats.norm.cdf(total / np.sqrt(variance))) < alpha
+    return total_p([-np.asarray(d, float) for d in differences]) < alpha
 
 
 def free_values(
@@ -285,27 +282,37 @@ def serve(table: GainTable, rows: ValidationRows | None, *, alpha: float = ALPHA
             )
             continue
         group, gain, p, difference = best
-        moves[task] = (float(reference[check].mean()), float(reference[check].mean() - difference[check].mean()),
-                       keep["val_loss"] - float(loss[(group, task)]))
+        moves[task] = (difference[check], float(reference[check].mean()), keep["val_loss"] - float(loss[(group, task)]))
         evidence = (f"validation loss {-100 * gain / reference[pick].mean():+.1f} % vs D on {len(pick)} selection "
                     f"rows, p = {p:.2g} < {level:.2g}")  # fmt: skip
         served[task] = TaskServing(group, home, float(loss[(group, task)]), keep["val_loss"], len(options), evidence)
-    held_default = float(sum(d for d, _, _ in moves.values()))
-    held_moved = float(sum(m for _, m, _ in moves.values()))
-    accepted = held_moved < held_default and sum(g for _, _, g in moves.values()) > 0
+    held_default = float(sum(d for _, d, _ in moves.values()))
+    held_moved = held_default - float(sum(c.mean() for c, _, _ in moves.values()))
+    held_p = total_p([c for c, _, _ in moves.values()]) if moves else 1.0
+    accepted = held_p < alpha and sum(g for _, _, g in moves.values()) > 0
     if moves and not accepted:
         for task in moves:
             s = served[task]
-            why = s.evidence + "; not taken: the moves do not beat D on the check rows"
+            why = s.evidence + "; not taken: the moves do not beat D significantly on the check rows"
             served[task] = TaskServing(s.default, s.default, s.default_val_loss, s.default_val_loss, s.options, why)
     text = (
         f"every task starts on D = {name}; a task moves to another trained model when its per-row validation "
         f"losses are lower at the Bonferroni level {alpha:g}/(its options) on a random half of its rows, and "
-        f"the moves are kept only if they beat D on the other half: {len(moves)} significant, "
+        f"the moves are kept only if they beat D significantly (level {alpha:g}) on the other half: "
+        f"{len(moves)} significant, "
         + ("kept" if accepted else "none" if not moves else "rejected")
-        + (f" (check rows: {held_moved:.4g} vs D's {held_default:.4g})" if moves else "")
+        + (f" (check rows: {held_moved:.4g} vs D's {held_default:.4g}, p = {held_p:.2g})" if moves else "")
     )
     return Serving(name, served, accepted or not moves, (held_moved, held_default), text)
+
+
+def total_p(differences: Sequence[np.ndarray]) -> float:
+    """p-value of the one-sided z-test that Σ_t mean(d_t) > 0 (variance Σ_t var(d_t) / n_t)."""
+    total = float(sum(np.mean(d) for d in differences))
+    variance = float(sum(np.var(d, ddof=1) / len(d) for d in differences if len(d) > 1))
+    if variance == 0.0:
+        return 0.0 if total > 0 else 1.0
+    return float(stats.norm.sf(total / np.sqrt(variance)))
 
 
 def _one_sided_p(difference: np.ndarray) -> float:
@@ -333,5 +340,6 @@ __all__ = [
     "marginal_values",
     "serve",
     "stl_better_on_evidence",
+    "total_p",
     "validation_losses",
 ]
