@@ -10,6 +10,7 @@ is called, so a factory that draws its initial weights from torch's generator is
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -42,7 +43,11 @@ class TorchProblem:
     (logits), "ce" (class logits), a callable (predictions, targets) -> per-row losses (n,), or
     "auto" (BCE for 0/1 targets, else MSE); multi-input data uses its kind's loss. `device`:
     "cpu", "cuda", "auto" (CUDA when available). `threads`: torch's intra-op threads during
-    training (1: fastest for small models, identical numbers on any machine).
+    training (1: fastest for small models, identical numbers on any machine). `weighting`: how every
+    run combines its task losses when `train` is given none: an object with ``backward(losses,
+    shared_parameters)`` that serves any group (e.g. ``AggregatorWeighting(UPGrad())`` of
+    `taskrel.integrations.torchjd`), each run training with a fresh deep copy, or a factory
+    ``weighting(group)`` returning one (e.g. ``lambda group: NashMTL(group)``); None sums the losses.
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class TorchProblem:
         config: TrainConfig | None = None,
         device: str | torch.device = "cpu",
         threads: int | None = 1,
+        weighting: object | Callable[[tuple[str, ...]], object] | None = None,
     ) -> None:
         if not isinstance(data, SingleInputDataset | MultiTaskDataset):
             raise ConfigError(
@@ -71,6 +77,7 @@ class TorchProblem:
         self.config = config or TrainConfig()
         self.device = resolve_device(device)
         self.threads = threads
+        self.weighting = weighting
         self._identity: dict | None = None  # the data and model parts of the fingerprint, computed once
 
     def fingerprint(self) -> dict:
@@ -79,7 +86,8 @@ class TorchProblem:
         ``data`` is a content hash of every split's arrays (computed once per data object); ``model``
         names the factory and hashes its architecture (the module tree with every layer's sizes, and
         parameter and buffer shapes of the model of all tasks) and the source of the factory and of
-        every model class outside torch, where Python can read it.
+        every model class outside torch, where Python can read it. A problem with a `weighting` adds it
+        (an object's repr, a factory's source).
         """
         if self._identity is None:
             self._identity = {"data": data_digest(self.data), "model": self._model_identity()}
@@ -89,6 +97,7 @@ class TorchProblem:
             **self._identity,
             "loss": _describe(self.loss) if not isinstance(self.loss, Mapping)
             else {t: _describe(v) for t, v in self.loss.items()},
+            **({} if self.weighting is None else {"weighting": _describe_weighting(self.weighting)}),
         }  # fmt: skip
 
     def _model_identity(self) -> dict:
@@ -107,7 +116,7 @@ class TorchProblem:
         """The same problem trained with `TrainConfig` fields changed (e.g. ``max_steps=2000``)."""
         config = TrainConfig.from_dict({**self.config.to_dict(), **changes})
         problem = TorchProblem(self.data, self.model_factory, name=self.name, loss=self.loss, config=config,
-                               device=self.device, threads=self.threads)  # fmt: skip
+                               device=self.device, threads=self.threads, weighting=self.weighting)  # fmt: skip
         problem._identity = None if "hidden" in changes else self._identity  # the MLP's width is the model
         return problem
 
@@ -132,6 +141,8 @@ class TorchProblem:
     ) -> BaseTrainer:
         """The trainer of one run (call `.fit()`); `monitor` as in `BaseTrainer`."""
         group = members(group, self.tasks, self.name)
+        if weighting is None and self.weighting is not None:
+            weighting = copy.deepcopy(self.weighting) if hasattr(self.weighting, "backward") else self.weighting(group)
         model = self.make_model(group, seed)
         options = dict(seed=seed, callbacks=callbacks, weighting=weighting, threads=self.threads, monitor=monitor,
                        device=self.device)  # fmt: skip
@@ -177,6 +188,11 @@ def data_digest(data: SingleInputDataset | MultiTaskDataset) -> str:
         digest.update(repr((array.dtype.str, array.shape)).encode())
         digest.update(array.tobytes())
     return digest.hexdigest()[:16]
+
+
+def _describe_weighting(weighting: object) -> str:
+    """A weighting object by its repr, a factory by its source."""
+    return repr(weighting) if hasattr(weighting, "backward") else _source(weighting)
 
 
 def _digest(text: str) -> str:
