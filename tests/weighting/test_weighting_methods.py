@@ -256,3 +256,17 @@ def test_pareto_stationary_step_is_regularised_warned_and_counted():
         NashMTL(TASKS, on_near_stationary="raise").backward(
             [torch.mean((model(x).squeeze(-1) - x @ u) ** 2) for u in optima], list(model.parameters())
         )
+
+
+def test_a_task_whose_gradient_vanishes_sits_out_and_the_others_still_bargain():
+    g = np.array([[2.0, 0.3, 0.0], [0.3, 1.0, 0.0], [0.0, 0.0, 1e-20]])  # c: below float32's resolution
+    method = NashMTL(["a", "b", "c"])
+    method.step = 1
+    with pytest.raises(SolverError, match="task 'c' has a zero gradient"):
+        method.combine(g * np.array([1, 1, 0]))  # an exactly zero gradient on the first step is a setup error
+    method.step = 2
+    alpha = method.combine(g)
+    assert alpha[2] == 0 and method.sat_out_steps == 1
+    active = g[:2, :2]
+    assert alpha[:2] * (active @ alpha[:2]) == pytest.approx([1.0, 1.0], rel=1e-9)
+    assert np.all(np.isfinite(method.combine(g * np.array([1, 1, 0])))) and method.sat_out_steps == 2

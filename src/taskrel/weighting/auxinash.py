@@ -120,18 +120,23 @@ class AuxiNash(NashMTL):
         on `shared_parameters`; the bargaining solution of the last `combine` call weights them.
         """
         if self.solution is None:
+            if self.step > 0 and not self.active.any():
+                return self.preferences  # every gradient vanished: nothing to learn from this step
             raise ConfigError("update_preferences needs a bargaining solution: call backward first")
-        hypergradient = preference_hypergradient(
+        index = np.flatnonzero(self.active)  # tasks that sat the step out keep their preference
+        hypergradient = np.zeros(self.n_tasks)
+        hypergradient[index] = preference_hypergradient(
             meta_loss,
-            losses,
+            [losses[i] for i in index],
             shared_parameters,
-            grads,
+            grads[torch.from_numpy(index).to(grads.device)],
             self.solution,
             neumann_scale=self.neumann_scale,
             neumann_terms=self.neumann_terms,
         )
         self.last_hypergradient = hypergradient
-        tangent = hypergradient - hypergradient.mean()  # p is renormalised to sum K: only this part acts
+        tangent = np.zeros(self.n_tasks)  # p is renormalised to sum K: only the part along that plane acts
+        tangent[index] = hypergradient[index] - hypergradient[index].mean()
         self._p.grad = torch.from_numpy(tangent / self.neumann_scale)
         torch.nn.utils.clip_grad_norm_([self._p], self.meta_max_norm)
         self.meta_optimizer.step()

@@ -165,11 +165,23 @@ class LinearScalarisation(WeightingMethod):
         return self.fixed.copy()
 
 
+#: A task's squared gradient norm at most this times the largest one counts as vanished (`NashMTL`).
+VANISHING = float(np.finfo(np.float32).eps) ** 2
+
+
 class NashMTL(WeightingMethod):
     """Nash-MTL: the symmetric Nash bargaining weights, Gα = 1/α (Navon et al., 2022).
 
     Defaults follow the reference code: shared update clipped to norm 1, refreshed every step.
     `max_amplification` / `on_near_stationary` are passed to `solve_bargaining`.
+
+    A task whose gradient on the shared parameters vanishes (e.g. a main task that has fit its few
+    training rows until its float32 gradient underflows) has no stake in the step: it sits out with
+    weight 0 and the others bargain (`active` marks who bargained; `sat_out_steps` counts such steps).
+    Vanishing means a norm at most float32's relative precision (2⁻²³) times the largest task
+    gradient's: below that it is rounding noise, which bargaining would amplify to an equal share.
+    On the first step a vanishing gradient is a setup error (a loss that does not read the shared
+    parameters) and raises `SolverError`, as `solve_bargaining` does.
     """
 
     def __init__(
@@ -185,30 +197,45 @@ class NashMTL(WeightingMethod):
         self.max_amplification = max_amplification
         self.on_near_stationary = on_near_stationary
         self.solution: BargainingSolution | None = None
+        self.active: np.ndarray = np.ones(self.n_tasks, dtype=bool)
         self.regularised_steps = 0  # solves that hit near Pareto-stationarity (warned once by Python)
+        self.sat_out_steps = 0
 
     def bargaining_preferences(self) -> np.ndarray | None:
         """The preferences p of the bargaining game (None: symmetric)."""
         return None
 
     def combine(self, gram: np.ndarray | None) -> np.ndarray:
+        diag = np.diag(np.asarray(gram, dtype=np.float64))
+        vanished = diag <= VANISHING * max(float(np.max(np.abs(diag))), 1e-300)
+        self.active = ~vanished if self.step > 1 and np.isfinite(diag).all() else np.ones(self.n_tasks, dtype=bool)
+        alpha = np.zeros(self.n_tasks)
+        self.sat_out_steps += not self.active.all()
+        if not self.active.any():
+            self.solution = None
+            return alpha
+        index = np.flatnonzero(self.active)
+        preferences = self.bargaining_preferences()
         self.solution = solve_bargaining(
-            gram,
-            self.bargaining_preferences(),
-            init=self.weights,
+            np.asarray(gram)[np.ix_(index, index)],
+            None if preferences is None else preferences[index],
+            init=None if self.weights is None or not (self.weights[index] > 0).all() else self.weights[index],
             max_amplification=self.max_amplification,
             on_near_stationary=self.on_near_stationary,
-            names=list(self.tasks),
+            names=[self.tasks[i] for i in index],
         )
         self.regularised_steps += self.solution.ridge > 0
-        return self.solution.alpha
+        alpha[index] = self.solution.alpha
+        return alpha
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "regularised_steps": self.regularised_steps}
+        counts = {"regularised_steps": self.regularised_steps, "sat_out_steps": self.sat_out_steps}
+        return {**super().state_dict(), **counts}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.regularised_steps = int(state["regularised_steps"])
+        self.sat_out_steps = int(state["sat_out_steps"])
 
 
 class GCS(WeightingMethod):
