@@ -342,18 +342,38 @@ def shared_input_backward(
 
     For models whose shared parameters are all linear layers (`shared_linear_layers`), when the
     losses (K,) were computed inside `capture` and every task may read every row (single-input
-    data). The update's `.grad` is that of the ordinary backward, bit for bit. One more backward,
-    batched over the K tasks, reaches only the layers' outputs: δ_k (rows × out) per task and layer;
-    with the layer's input rows a (rows × in, every call of the layer stacked):
+    data). The update's `.grad` is that of the ordinary backward, bit for bit; the per-task
+    gradients (or only their Gram matrix) come from `linear_task_gradients`. Returns `TaskGradients`:
+    `shared` (K, P) in the order of `shared`; with ``gram_only=True``, `shared` None and `gram` (K, K)
+    float64. Head gradients are read from the ordinary backward's `.grad`.
+    """
+    grads, matrix = linear_task_gradients(losses, capture, shared, tasks, gram_only=gram_only, route=route)
+    losses.sum().backward()
+    heads = [[torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params] for params in task_parameters]
+    return TaskGradients(losses.detach(), grads, heads, matrix)
+
+
+def linear_task_gradients(
+    losses: torch.Tensor,
+    capture: LinearCapture,
+    shared: Sequence[torch.Tensor],
+    tasks: Sequence[str],
+    *,
+    gram_only: bool = False,
+    route: str = "auto",
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Per-task gradients (K, P) on `shared`, all weights and biases of the captured linear layers, or only
+    their Gram matrix (K, K, float64): (gradients, None), or (None, Gram) with ``gram_only=True``.
+
+    The losses (K,) were computed inside `capture`; their graph is kept. One backward, batched over the
+    K tasks, reaches only the layers' outputs: δ_k (rows × out) per task and layer; with the layer's
+    input rows a (rows × in, every call of the layer stacked):
 
     * ``route="gradients"``: task k's weight gradient δ_kᵀ a (≈ K · rows · in · out multiply-adds
       per layer, no backward through the weights per task);
     * ``route="gram"`` (with ``gram_only=True``): only the Gram matrix, without forming any gradient,
       ⟨δ_iᵀ a, δ_jᵀ a⟩ = ⟨δ_i, (a aᵀ + 1) δ_j⟩, the 1 for the bias (≈ rows² · (in + K · out)); the idea
       of torchjd's autogram. ``"auto"``: `cheaper_route`.
-
-    Returns `TaskGradients`: `shared` (K, P) in the order of `shared`; with ``gram_only=True``, `shared`
-    None and `gram` (K, K) float64. Head gradients are read from the ordinary backward's `.grad`.
     """
     if route not in GRAM_ROUTES:
         raise ConfigError(f"route must be one of {GRAM_ROUTES}, got {route!r}")
@@ -370,8 +390,6 @@ def shared_input_backward(
         if outputs
         else ()
     )
-    losses.sum().backward()
-    heads = [[torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params] for params in task_parameters]
     rows, position = [], 0  # per layer: input rows a (n, in) and output gradients δ (K, n, out), calls stacked
     for m in capture.layers:  # a layer not called has no rows: its gradients are 0
         calls = capture.calls[m]
@@ -398,7 +416,7 @@ def shared_input_backward(
         for _, a, d, weight, bias in rows:
             kernel = (a @ a.T if weight else a.new_zeros(len(a), len(a))) + (1 if bias else 0)
             matrix = matrix + d.reshape(k, -1) @ (kernel @ d).reshape(k, -1).T
-        return TaskGradients(losses.detach(), None, heads, _checked_gram(matrix.to(torch.float64), tasks))
+        return None, _checked_gram(matrix.to(torch.float64), tasks)
     pieces = {}
     for m, a, d, weight, bias in rows:
         if weight:
@@ -407,9 +425,9 @@ def shared_input_backward(
             pieces[id(m.bias)] = d.sum(dim=1)
     grads = torch.cat([pieces[id(p)] for p in shared], dim=1)
     if gram_only:
-        return TaskGradients(losses.detach(), None, heads, _checked_gram(gram(grads), tasks))
+        return None, _checked_gram(gram(grads), tasks)
     check_finite_rows(grads, tasks)
-    return TaskGradients(losses.detach(), grads, heads)
+    return grads, None
 
 
 def cheaper_route(tasks: int, layers: Sequence[tuple[int, int, int, bool]]) -> str:

@@ -14,7 +14,10 @@ What the `LightningModule` follows (nothing else changes):
   batches give a baseline from those batches only, with a warning). Without a sanity check
   (``num_sanity_val_steps=0``) the first epoch has no baseline and counts with weight 0;
 * ``on_step``: every training step (automatic optimisation), after ``training_step`` returned and before
-  Lightning's backward: the callback wraps the module's ``training_step`` during the fit;
+  Lightning's backward: the callback wraps the module's ``training_step`` during the fit. When every shared
+  parameter belongs to a linear layer, the per-task gradients (or only their Gram matrix, all ETAP needs)
+  come from the layers' inputs and a backward to their outputs (`taskrel.gradients.linear_task_gradients`,
+  from the second step on), not from a backward through the whole model per task;
 * ``on_epoch_end``: after every validation during the fit, with the logged ``val_loss/<task>``. An epoch
   of the collectors is the training steps between two validations (``val_check_interval`` and
   ``check_val_every_n_epoch`` set it); a fit without validation keeps one open epoch (``weighting="steps"``);
@@ -66,6 +69,7 @@ from taskrel.affinity.collector import AffinityCollector
 from taskrel.affinity.matrix import AffinityMatrix
 from taskrel.affinity.measure import make_collector
 from taskrel.errors import ConfigError, DataError, ModelError
+from taskrel.gradients import LinearCapture, linear_task_gradients, shared_linear_layers
 from taskrel.problem import GroupResult, check_task_names
 from taskrel.torch_problem import _digest, _source
 from taskrel.train.callbacks import Callback, StepContext, TrialEvaluator
@@ -115,6 +119,8 @@ class AffinityCallback(pl.Callback):
         self._shared: list[torch.Tensor] = []
         self._heads: list[list[torch.Tensor]] = []
         self._optimizer: torch.optim.Optimizer | None = None
+        self._layers: list[nn.Linear] | None = None  # shared linear layers, captured from the second step on
+        self._needs_gradients = False
         self._initial: dict[str, float] | None = None
         self._begun = False
         self._module: pl.LightningModule | None = None  # whose training_step is wrapped during the fit
@@ -148,8 +154,11 @@ class AffinityCallback(pl.Callback):
 
         @functools.wraps(original)  # Lightning reads the signature of training_step
         def training_step(*args: Any, **kwargs: Any) -> Any:
-            output = original(*args, **kwargs)
-            self._step(trainer, pl_module, functools.partial(original, *args, **kwargs), output)
+            capture = LinearCapture(self._layers) if self._layers else contextlib.nullcontext()
+            with capture:
+                output = original(*args, **kwargs)
+            rerun = functools.partial(original, *args, **kwargs)
+            self._step(trainer, pl_module, rerun, output, capture if self._layers else None)
             return output
 
         pl_module.training_step = training_step
@@ -221,7 +230,12 @@ class AffinityCallback(pl.Callback):
 
     # -- the translation ---------------------------------------------------------------------------
     def _step(
-        self, trainer: pl.Trainer, module: pl.LightningModule, rerun: Callable[[], Any], output: Any
+        self,
+        trainer: pl.Trainer,
+        module: pl.LightningModule,
+        rerun: Callable[[], Any],
+        output: Any,
+        capture: LinearCapture | None,
     ) -> None:
         task_losses = _task_losses(output, module)
         if not self._tasks:
@@ -238,10 +252,11 @@ class AffinityCallback(pl.Callback):
             return torch.stack([losses[self._tasks[k]].reshape(()) for k in tasks])
 
         evaluator = TrialEvaluator(module, trial_losses)
-        ctx = StepContext(
+        ctx = _Step(
             self._tasks, list(task_losses.values()), self._shared, self._optimizer, evaluator,
             task_parameters=self._heads, step=trainer.global_step, epoch=trainer.current_epoch,
         )  # fmt: skip
+        ctx.capture, ctx.gradients_first = capture, self._needs_gradients
         for cb in self.callbacks:
             cb.on_step(ctx)
 
@@ -280,6 +295,9 @@ class AffinityCallback(pl.Callback):
                 [p for p in params if id(p) in r and users[id(p)] == 1 and id(p) not in shared_ids] for r in reached
             ]
         self._shared = shared
+        self._needs_gradients = any(cb.needs_task_gradients for cb in self.callbacks)
+        if self._needs_gradients or any(cb.needs_task_gram for cb in self.callbacks):
+            self._layers = shared_linear_layers(module, shared)
 
     def _val_losses(self, metrics: Mapping[str, Any]) -> dict[str, float]:
         """{task: value} of the logged metrics named like `val_key`."""
@@ -292,6 +310,31 @@ class AffinityCallback(pl.Callback):
 
     def _weights_by_validation(self) -> bool:
         return any(getattr(cb, "weighting", None) == "validation" for cb in self.callbacks)
+
+
+class _Step(StepContext):
+    """A step whose per-task gradients (or only their Gram matrix) come, when first read, from the captured
+    shared linear layers (`linear_task_gradients`); without a capture, from `StepContext`'s own route."""
+
+    capture: LinearCapture | None = None
+    gradients_first = False  # some callback reads the gradients: form them once, the Gram matrix from them
+
+    @property
+    def task_gradients(self) -> torch.Tensor:
+        if self._task_gradients is None and self.capture is not None:
+            self._task_gradients, _ = linear_task_gradients(self._stack(), self.capture, self.shared_parameters,
+                                                            self.tasks)  # fmt: skip
+        return super().task_gradients
+
+    @property
+    def task_gram(self) -> torch.Tensor:
+        if self._task_gram is None and self.capture is not None and not self.gradients_first:
+            _, self._task_gram = linear_task_gradients(self._stack(), self.capture, self.shared_parameters,
+                                                       self.tasks, gram_only=True)  # fmt: skip
+        return super().task_gram
+
+    def _stack(self) -> torch.Tensor:
+        return torch.stack([loss.reshape(()) for loss in self.losses])
 
 
 def _task_losses(output: Any, module: nn.Module) -> dict[str, torch.Tensor]:
