@@ -80,13 +80,14 @@ class Trainer(BaseTrainer):
             self._eval["val"].append((on_device(t.val.x[reported]), on_device(t.val.y[reported])))
             self._eval["test"].append((on_device(t.test.x), on_device(t.test.y)))
 
-    def epoch_rows(self) -> Iterator[np.ndarray]:
-        """The steps of one epoch as (K, B) row indices into `train_x` (row k: task k's sub-batch)."""
-        for rows in self.plan.epoch():
+    def epoch_rows(self, plan: BatchPlan | None = None) -> Iterator[np.ndarray]:
+        """The steps of one epoch as (K, B) row indices into `train_x` (row k: task k's sub-batch), drawn by
+        the run's `plan` (or another, e.g. for AuxiNash's meta batches)."""
+        for rows in (plan or self.plan).epoch():
             yield self.offsets + np.stack(rows)
 
-    def _epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for rows in self.epoch_rows():
+    def _epoch(self, plan: BatchPlan | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for rows in self.epoch_rows(plan):
             index = torch.from_numpy(rows).to(self.device)
             flat = index.reshape(-1)
             inputs = self.train_x.index_select(0, flat).view(*index.shape, -1)

@@ -185,14 +185,15 @@ class SharedInputTrainer(BaseTrainer):
             (out, self.loss_fns[t](out, y[:, k])) for k, (t, out) in enumerate(zip(self.tasks, outputs, strict=True))
         ]
 
-    def epoch_rows(self) -> Iterator[np.ndarray]:
-        """The steps of one epoch as (B,) row indices into the training split."""
-        for (rows,) in self.plan.epoch():
+    def epoch_rows(self, plan: BatchPlan | None = None) -> Iterator[np.ndarray]:
+        """The steps of one epoch as (B,) row indices into the training split, drawn by the run's `plan` (or
+        another, e.g. for AuxiNash's meta batches)."""
+        for (rows,) in (plan or self.plan).epoch():
             yield rows
 
-    def _epoch(self) -> Iterator[tuple]:
+    def _epoch(self, plan: BatchPlan | None = None) -> Iterator[tuple]:
         x, y, mask = self.data["train"]
-        for rows in self.epoch_rows():
+        for rows in self.epoch_rows(plan):
             index = torch.from_numpy(rows).to(self.device)
             yield x[index], y[index], None if mask is None else mask[index]
 
