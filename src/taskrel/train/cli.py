@@ -53,17 +53,53 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
     return load_problem(args.problem, **training_options(args))
 
 
+def add_weighting_options(parser: argparse.ArgumentParser, flag: str = "--weighting") -> None:
+    """`--weighting METHOD` (or `flag`, where a command uses that name otherwise), `--main TASK` and
+    `--meta-data`: every run of two or more tasks weighted (`weighted_from_args`)."""
+    from taskrel.weighting.weighted import META_DATA, WEIGHTINGS
+
+    group = parser.add_argument_group("task weighting (default: the sum of the task losses)")
+    group.add_argument(flag, dest="task_weighting", choices=WEIGHTINGS, metavar="METHOD",
+                       help=f"weight the tasks of every run of 2+ tasks by METHOD ({', '.join(WEIGHTINGS)})")
+    group.add_argument("--main", metavar="TASK",
+                       help="auxiliary learning: the main task (early stopping watches it; auxinash and gcs need it)")
+    group.add_argument("--meta-data", choices=META_DATA, default="train",
+                       help="auxinash: the main task's meta batches from training rows (default) or from the "
+                       "validation rows early stopping watches")  # fmt: skip
+
+
+def weighted_from_args(problem: Problem, args: argparse.Namespace) -> Problem:
+    """`problem`, weighted as `--weighting` / `--main` / `--meta-data` ask (`taskrel.weighting.weighted`)."""
+    from taskrel.errors import ConfigError
+    from taskrel.weighting.weighted import WeightedProblem, WeightingSpec
+
+    if args.task_weighting is None:
+        if args.main is not None:
+            raise ConfigError("--main names the main task of a weighting: give the weighting too")
+        return problem
+    return WeightedProblem(problem, WeightingSpec(args.task_weighting, args.main, meta=args.meta_data))
+
+
 def _train(args: argparse.Namespace) -> int:
     from taskrel.cli import emit_json
     from taskrel.groups import ordered, parse_group
 
-    problem = problem_from_args(args)
+    problem = weighted_from_args(problem_from_args(args), args)
     group = ordered(parse_group(args.group, problem.tasks, "--group"), problem.tasks)
-    result = problem.train(group, args.seed)
+    preferences = None
+    if args.task_weighting is None:
+        result = problem.train(group, args.seed)
+    else:
+        from taskrel.weighting.weighted import train_weighted
+
+        run = train_weighted(problem.problem, group, args.seed, problem.spec)
+        result, preferences = run.result, run.final_preferences
     payload = {
         "problem": problem.fingerprint().get("name", args.problem),
         "group": "|".join(group),
         "seed": args.seed,
+        "weighting": None if args.task_weighting is None else problem.spec.to_dict(),
+        "preferences": preferences,
         "test_loss": result.test_loss,
         "val_loss": result.val_loss,
         "test_metric": result.test_metric,
@@ -83,6 +119,8 @@ def _train(args: argparse.Namespace) -> int:
         counts += [f"{result.seconds:.1f} s"] if result.seconds else []
         if counts:  # what the problem reported about its training
             print(", ".join(counts))
+        if preferences is not None:
+            print("AuxiNash preferences: " + ", ".join(f"{t} {p:.3f}" for t, p in preferences.items()))
     return 0
 
 
@@ -90,7 +128,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from taskrel.cli import emit_json
 
     report = run_sweep(
-        problem_from_args(args),
+        weighted_from_args(problem_from_args(args), args),
         args.groups,
         args.seeds,
         args.store,
@@ -166,6 +204,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--group", required=True, help='tasks joined by "|", e.g. "83|78"')
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--json", action="store_true")
+    add_weighting_options(train)
     train.set_defaults(func=_train)
 
     sweep = subparsers.add_parser("sweep", help="train many groups × seeds into a resumable SQLite store")
@@ -181,6 +220,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--group-seed", type=int, default=0, help="seed of random:N group sampling")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.add_argument("--json", action="store_true")
+    add_weighting_options(sweep)
     sweep.set_defaults(func=_sweep)
 
     gains = subparsers.add_parser("gains", help="export measured gains over STL from a run store")

@@ -1,4 +1,5 @@
-"""Sub-command `auxinash`: AuxiNash's illustrative problem (`taskrel auxinash toy`)."""
+"""Sub-command `auxinash`: AuxiNash on a user's problem (`taskrel auxinash run`) and its illustrative
+problem (`taskrel auxinash toy`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     toy.add_argument("--json", action="store_true", help="print the result as JSON")
     toy.add_argument("--quiet", action="store_true", help="no progress bars")
     toy.set_defaults(func=_toy)
+
+    from taskrel.train.cli import add_problem_options
+    from taskrel.weighting.auxiliary import AUXILIARY_METHODS, DEFAULT_METHODS
+    from taskrel.weighting.weighted import META_DATA
+
+    run = problems.add_parser(
+        "run", help="train a main task alone and with its auxiliaries (STL, LS, AuxiNash, ...) and compare"
+    )
+    add_problem_options(run)
+    run.add_argument("--main", required=True, help="the main task")
+    run.add_argument("--auxiliaries", help='auxiliary tasks joined by "," or "|" (default: every other task)')
+    run.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                     help=f"comma-separated, from {', '.join(AUXILIARY_METHODS)} (default {','.join(DEFAULT_METHODS)})")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--meta-lr", type=float, help="AuxiNash's preference learning rate (default 5e-3)")
+    run.add_argument("--meta-data", choices=META_DATA, default="train",
+                     help="AuxiNash's meta batches of the main task: training rows (default) or the validation rows "
+                     "early stopping watches")  # fmt: skip
+    run.add_argument("--plot", help="PNG of AuxiNash's preferences over training (default: none)")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from taskrel.cli import emit_json
+    from taskrel.train.cli import problem_from_args
+    from taskrel.weighting.auxiliary import compare_auxiliary, plot_preferences
+
+    auxiliaries = None if args.auxiliaries is None else [t for t in args.auxiliaries.replace("|", ",").split(",") if t]
+    methods = [m for m in args.methods.split(",") if m]
+    options = {} if args.meta_lr is None else {"auxinash": {"meta_lr": args.meta_lr}}
+    comparison = compare_auxiliary(problem_from_args(args), args.main, auxiliaries, seed=args.seed, methods=methods,
+                                   options=options, meta=args.meta_data)  # fmt: skip
+    if args.plot:
+        plot_preferences(comparison, args.plot)
+    payload = comparison.to_dict()
+    if args.json:
+        emit_json(payload)
+        return 0
+    metric = payload["main_test_metric"]
+    for method, loss in payload["main_test_loss"].items():
+        extra = "" if metric is None else f"\ttest metric {metric[method]:.4f}"
+        cost = 1000 * payload["seconds_per_step"][method]
+        print(f"{method}\tmain-task test loss {loss:.4f}{extra}\t{cost:.2f} ms/step")
+    if payload["preferences"] is not None:
+        shares = ", ".join(f"{t} {p:.3f}" for t, p in payload["preferences"].items())
+        print(f"AuxiNash preferences (sum 1 with the main task's {payload['main_preference']:.3f}): {shares}")
+    return 0
 
 
 def _toy(args: argparse.Namespace) -> int:
