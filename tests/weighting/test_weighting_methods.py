@@ -270,3 +270,24 @@ def test_a_task_whose_gradient_vanishes_sits_out_and_the_others_still_bargain():
     active = g[:2, :2]
     assert alpha[:2] * (active @ alpha[:2]) == pytest.approx([1.0, 1.0], rel=1e-9)
     assert np.all(np.isfinite(method.combine(g * np.array([1, 1, 0])))) and method.sat_out_steps == 2
+
+
+def test_auxinash_learns_the_preferences_of_the_tasks_that_bargained_while_one_sits_out():
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    model = torch.nn.Linear(4, 1, bias=False)
+    targets = [x @ torch.randn(4), x @ torch.randn(4)]
+
+    def losses(step_one: bool):
+        out = model(x).squeeze(-1)
+        fitted = [torch.mean((out - y) ** 2) for y in targets]
+        frozen = torch.mean(out**2) if step_one else (model.weight * 0).sum() + 0.5  # no gradient after step one
+        return [*fitted, frozen]
+
+    method = AuxiNash(TASKS, meta_loss=lambda: torch.mean((model(x).squeeze(-1) - targets[0]) ** 2), hypergrad_every=1)
+    for step in range(4):
+        method.backward(losses(step == 0), list(model.parameters()))
+    assert method.sat_out_steps == 3 and not method.active[2]
+    assert method.last_hypergradient[2] == 0 and method.last_hypergradient[:2].all()  # no signal from the idle task
+    assert np.isfinite(method.preferences).all() and method.preferences[:2] != pytest.approx([1.0, 1.0])
+    assert method.preferences.sum() == pytest.approx(3.0)
