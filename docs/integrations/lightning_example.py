@@ -17,6 +17,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -84,10 +85,11 @@ class Windows(L.LightningDataModule):
 
 
 # Any stage of taskrel trains groups of tasks with this: taskrel sweep / gains / pipeline --problem FILE:problem
+TRAINER = {"max_epochs": 3, "callbacks": [EarlyStopping("val_loss", patience=2), ModelCheckpoint(monitor="val_loss")]}
 problem = LightningProblem(  # taskrel
     lambda group, seed: Forecaster(group),  # taskrel
     lambda group, seed: Windows(group, seed=seed),  # taskrel
-    {"max_epochs": 3, "callbacks": [L.pytorch.callbacks.EarlyStopping("val_loss", patience=2)]},  # taskrel
+    TRAINER,  # taskrel
     tasks=TASKS,  # taskrel
 )  # taskrel
 
