@@ -14,7 +14,8 @@ Adam, batches of 128.
   route (a `StepContext` before ``mtl_backward``: the collector's own K-row backward, "etap generic").
 
 Every variant trains the same trajectory (collectors never change training). The variants are
-interleaved within each repeat, one thread; the ratios of the medians are reported. Run from the repository root:
+interleaved within each repeat, one thread; a variant's ratio is the median over repeats of its time over
+the same repeat's time without collectors. Run from the repository root:
 
     python benchmarks/integrations_overhead.py --repeats 9
 """
@@ -147,11 +148,14 @@ def main() -> None:
     median = {key: statistics.median(values) for key, values in seconds.items()}
     results = {}
     for framework, goal in GOALS.items():
-        base = median[(framework, "none")]
         results[framework] = {
             "goal": goal,
             "seconds": {variant: median[(f, variant)] for f, variant in median if f == framework},
-            "ratio": {variant: median[(f, variant)] / base for f, variant in median if f == framework},
+            "ratio": {  # the median over repeats of each repeat's ratio (runs of one repeat ran back to back)
+                variant: statistics.median(v / b for v, b in zip(values, seconds[(framework, "none")], strict=True))
+                for (f, variant), values in seconds.items()
+                if f == framework
+            },
             "all_seconds": {variant: seconds[(f, variant)] for f, variant in seconds if f == framework},
             "docs_example": user_lines(EXAMPLES / f"{framework}_example.py"),
         }
