@@ -14,7 +14,7 @@ import torch
 
 L = pytest.importorskip("lightning")
 
-from taskrel.affinity import AffinityMatrix, EtapAffinity, TagAffinity  # noqa: E402
+from taskrel.affinity import AffinityMatrix, EtapAffinity, PtgTransferGain, TagAffinity  # noqa: E402
 from taskrel.errors import ConfigError  # noqa: E402
 from taskrel.integrations.lightning import AffinityCallback, LightningProblem  # noqa: E402
 from taskrel.problem import load_problem  # noqa: E402
@@ -68,7 +68,9 @@ def plain_loop(example, collectors, epochs=3):
             evaluator = TrialEvaluator(
                 module, lambda m, tasks, b=batch: torch.stack(list(m.task_losses(b).values()))[list(tasks)]
             )
-            ctx = StepContext(TASKS, list(losses.values()), list(module.trunk.parameters()), optimizer, evaluator)
+            heads = [list(module.heads[t].parameters()) for t in TASKS]
+            ctx = StepContext(TASKS, list(losses.values()), list(module.trunk.parameters()), optimizer, evaluator,
+                              task_parameters=heads)  # fmt: skip
             for c in collectors:
                 c.on_step(ctx)
             optimizer.zero_grad()
@@ -80,14 +82,16 @@ def plain_loop(example, collectors, epochs=3):
 
 
 def test_callback_gives_the_plain_loop_matrices_and_leaves_training_bit_identical(example):
-    callback = AffinityCallback(["etap", "tag"], weighting="validation")
+    """ETAP, TAG and PTG: the shared trunk and each task's head found from the losses' graphs."""
+    callback = AffinityCallback(["etap", "tag", "ptg"], weighting="validation")
     watched = fit(example, [callback])
     unwatched = fit(example)
     for name, value in watched.state_dict().items():
         assert torch.equal(value, unwatched.state_dict()[name]), name
     assert "training_step" not in vars(watched)  # the wrapper is gone after the fit
 
-    reference = [EtapAffinity(weighting="validation"), TagAffinity(weighting="validation")]
+    reference = [EtapAffinity(weighting="validation"), TagAffinity(weighting="validation"),
+                 PtgTransferGain(weighting="validation")]  # fmt: skip
     by_hand = plain_loop(example, reference)
     torch.testing.assert_close(by_hand.state_dict(), watched.state_dict())  # the same training
     for collector in reference:
