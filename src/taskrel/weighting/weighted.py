@@ -38,10 +38,11 @@ from taskrel.groups import ordered
 from taskrel.problem import GroupResult, Problem, check_fingerprint, load_problem, problem_spec
 from taskrel.torch_problem import TorchProblem
 from taskrel.train.batches import BatchPlan
-from taskrel.train.callbacks import Callback
+from taskrel.train.callbacks import Callback, StepContext
 from taskrel.train.loop import BaseTrainer
 from taskrel.train.multi_input import Trainer
 from taskrel.train.single_input import SharedInputTrainer
+from taskrel.weighting import make_method
 from taskrel.weighting.auxinash import AuxiNash
 from taskrel.weighting.methods import GCS, PCGrad, WeightingMethod
 
@@ -100,8 +101,6 @@ class WeightingSpec:
             return GCS(group, main=self.main, **options)
         if self.method == "pcgrad":
             return PCGrad(group, seed=seed, **options)
-        from taskrel.weighting import make_method
-
         return make_method(self.method.replace("-", "_"), group, **options)
 
 
@@ -144,7 +143,7 @@ class PreferenceHistory(Callback):
     def on_train_begin(self, logs: dict) -> None:
         self._record()
 
-    def on_step(self, ctx) -> None:
+    def on_step(self, ctx: StepContext) -> None:
         if self.method.step % self.method.hypergrad_every == 0:
             self._record()
 
