@@ -71,6 +71,19 @@ def test_hierarchical_model_is_the_bayesian_linear_model_it_describes():
     assert np.allclose(predicted.gain, mean, atol=1e-8) and np.allclose(predicted.gain_std, std, atol=1e-8)
 
 
+def test_means_in_weight_space_equal_the_kernel_form_for_every_term():
+    rng = np.random.default_rng(3)
+    frame = table(membership_effects(rng), noise=0.01)
+    affinity = AffinityMatrix(rng.normal(size=(7, 7)), TASKS, "random")
+    train, test = split(20)
+    terms = ("offset", "shared", "specific", "affinity", "size")
+    model = HierarchicalPredictor(terms=terms).fit(affinity, frame[frame.group.isin(train)])
+    kernel = model.predict(test, return_std=True).gain  # K(x, X) K⁻¹ y with the kernel matrix formed
+    assert np.allclose(model.predict(test).gain, kernel, atol=1e-10)
+    default = DefaultPredictor().fit(affinity, frame[frame.group.isin(train)])
+    assert np.allclose(default.predict(test).gain, default.predict(test, return_std=True).gain, atol=1e-10)
+
+
 def test_posterior_draws_have_the_closed_form_mean_and_covariance():
     rng = np.random.default_rng(5)
     frame = table(membership_effects(rng), noise=0.01)

@@ -14,11 +14,13 @@ A `fit` that raises leaves the estimator unfitted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from threadpoolctl import threadpool_limits
 
 from taskrel.affinity.matrix import AffinityMatrix
 from taskrel.arguments import integer
@@ -75,6 +77,22 @@ def group_affinity(affinity: AffinityMatrix, rows: pd.DataFrame) -> np.ndarray:
     return np.array([affinity.incoming(g, t) for g, t in zip(rows["members"], rows["task"], strict=True)])
 
 
+def one_blas_thread(method: Callable) -> Callable:
+    """Run `method` with BLAS limited to one thread.
+
+    Predictors factor and multiply matrices of at most a few thousand rows, where one thread is as
+    fast as several; beside torch's threads or a sweep's training workers, several BLAS threads
+    oversubscribe the cores and the same Cholesky factorisation runs an order of magnitude slower.
+    """
+
+    @functools.wraps(method)
+    def limited(*args, **kwargs):
+        with threadpool_limits(1, user_api="blas"):
+            return method(*args, **kwargs)
+
+    return limited
+
+
 class GainPredictor(BaseEstimator):
     """Base class: subclasses implement `_fit(rows)` and `_predict(rows) -> gains` on member rows."""
 
@@ -86,6 +104,7 @@ class GainPredictor(BaseEstimator):
     #: True when `sample(groups, draws, seed)` gives joint draws of the gains from the posterior.
     can_sample = False
 
+    @one_blas_thread
     def fit(self, affinity: AffinityMatrix | None, gains: GainTable | pd.DataFrame) -> GainPredictor:
         self._unfit()
         try:
@@ -111,6 +130,7 @@ class GainPredictor(BaseEstimator):
         for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("_")]:
             delattr(self, name)
 
+    @one_blas_thread
     def predict(self, groups: Iterable[Group | str], return_std: bool = False) -> pd.DataFrame:
         """Predicted gain per (group, member task); singletons are predicted 0 (STL itself).
 
@@ -137,6 +157,7 @@ class GainPredictor(BaseEstimator):
                 rows.iloc[part, rows.columns.get_loc("gain")] = self._predict(chosen)
         return rows.drop(columns="members")
 
+    @one_blas_thread
     def sample(self, groups: Iterable[Group | str], draws: int = 1, seed: int | None = None) -> pd.DataFrame:
         """`draws` joint posterior draws of the noise-free gain of every (group, member task).
 

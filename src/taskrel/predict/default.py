@@ -25,7 +25,7 @@ import pandas as pd
 
 from taskrel.arguments import real
 from taskrel.errors import ConfigError
-from taskrel.predict.base import GainPredictor
+from taskrel.predict.base import GainPredictor, one_blas_thread
 from taskrel.predict.hierarchical import TERMS, HierarchicalPredictor
 
 CANDIDATES = (("offset",), ("offset", "specific"), ("offset", "specific", "affinity"), ("offset", "specific", "size"))
@@ -69,7 +69,7 @@ class DefaultPredictor(GainPredictor):
             self.weights_ = np.eye(len(self.models_))[0]
 
     def _predict(self, rows: pd.DataFrame) -> np.ndarray:
-        return self._predict_with_std(rows)[0]
+        return np.column_stack([model._predict(rows) for model in self.models_]) @ self.weights_
 
     def _predict_with_std(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         parts = [model._predict_with_std(rows) for model in self.models_]
@@ -87,6 +87,7 @@ class DefaultPredictor(GainPredictor):
                 out[:, columns] = model._sample(rows, rng, len(columns))
         return out
 
+    @one_blas_thread
     def leave_group_out(self) -> pd.DataFrame:
         """Leave-one-group-out predictions of the training rows: group, task, gain, predicted.
 

@@ -26,11 +26,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import cho_factor, cho_solve, solve_triangular
+from scipy.linalg import cho_factor, cho_solve, lapack, solve_triangular
 from scipy.optimize import minimize
 
 from taskrel.errors import ConfigError, ModelError
-from taskrel.predict.base import GainPredictor, group_affinity, membership
+from taskrel.predict.base import GainPredictor, group_affinity, membership, one_blas_thread
 
 TERMS = ("offset", "shared", "specific", "affinity", "size")
 LOG_VARIANCE_BOUNDS = (-12.0, 4.0)
@@ -101,7 +101,18 @@ class HierarchicalPredictor(GainPredictor):
         return [block[t] for t in self.terms_] + [np.ones_like(same_target)]
 
     def _predict(self, rows: pd.DataFrame) -> np.ndarray:
-        return self._predict_with_std(rows)[0]
+        """Posterior means K(x, X)·K⁻¹y, each block applied in weight space (no rows × training-rows matrix)."""
+        target, others, z, size = self._features(rows)
+        train_target, train_others, train_z, train_size = self.train_features_
+        w = self.weights_
+        by_target = train_target.T @ (train_others * w[:, None])  # [t, u]: Σ of w over training rows of target t with u
+        term = {"offset": lambda: target @ (train_target.T @ w), "shared": lambda: others @ (train_others.T @ w),
+                "specific": lambda: (others * (target @ by_target)).sum(axis=1),
+                "affinity": lambda: z * (train_z @ w), "size": lambda: size * (train_size @ w)}  # fmt: skip
+        variances = np.exp(self.log_variances_)
+        mean = sum(v * term[name]() for name, v in zip(self.terms_, variances, strict=False))
+        mean = mean + variances[len(self.terms_)] * w.sum()  # the constant (mean) block
+        return self.y_mean_ + self.y_scale_ * mean
 
     def _predict_with_std(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         features = self._features(rows)
@@ -134,6 +145,7 @@ class HierarchicalPredictor(GainPredictor):
         cross = _combine(self._blocks(features, self.train_features_), self.log_variances_)
         return self.y_mean_ + self.y_scale_ * (prior_draw(features) + cross @ cho_solve(self.factor_, residual))
 
+    @one_blas_thread
     def leave_group_out(self) -> pd.DataFrame:
         """Leave-one-group-out predictions of the training rows: group, task, gain, predicted, predicted_std.
 
@@ -141,7 +153,7 @@ class HierarchicalPredictor(GainPredictor):
         form off the inverse training covariance K: held-out mean y_B − (K⁻¹)_BB⁻¹ (K⁻¹y)_B,
         covariance (K⁻¹)_BB⁻¹ (that of a measured gain, noise included).
         """
-        inverse = cho_solve(self.factor_, np.eye(len(self.weights_)))
+        inverse = _inverse(self.factor_)
         groups = self.train_rows_["group"].to_numpy()
         mean, std = np.empty(len(groups)), np.empty(len(groups))
         for g in np.unique(groups):
@@ -175,6 +187,16 @@ def _combine(blocks: list[np.ndarray], log_variances: np.ndarray) -> np.ndarray:
     return sum(np.exp(v) * k for v, k in zip(log_variances[:-1], blocks, strict=True))
 
 
+def _inverse(factor: tuple[np.ndarray, bool]) -> np.ndarray:
+    """K⁻¹ from `cho_factor`'s lower Cholesky factor of K (LAPACK potri: a third of solving K X = I)."""
+    lower, _ = factor
+    inverse, info = lapack.dpotri(lower, lower=True)
+    if info:
+        raise ModelError(f"hierarchical gain model: the covariance could not be inverted (LAPACK info {info})")
+    inverse = np.tril(inverse)
+    return inverse + np.tril(inverse, -1).T
+
+
 def _evidence(blocks: list[np.ndarray], target: np.ndarray, theta: np.ndarray) -> tuple[float, np.ndarray]:
     """Penalised negative log marginal likelihood at log variances `theta` (blocks, then noise), and its gradient.
 
@@ -189,7 +211,7 @@ def _evidence(blocks: list[np.ndarray], target: np.ndarray, theta: np.ndarray) -
         return np.inf, np.zeros_like(theta)
     alpha = cho_solve(factor, target)
     fit = 0.5 * target @ alpha + np.log(np.diag(factor[0])).sum()
-    inner = cho_solve(factor, eye) - np.outer(alpha, alpha)
+    inner = _inverse(factor) - np.outer(alpha, alpha)
     traces = [float((inner * block).sum()) for block in blocks] + [float(np.trace(inner))]
     gradient = 0.5 * np.exp(theta) * np.array(traces) + theta / PRIOR_SCALE**2
     return float(fit + 0.5 * (theta**2).sum() / PRIOR_SCALE**2), gradient
