@@ -34,8 +34,9 @@ def test_affinity_writes_matrix_heat_map_and_json(tmp_path, capsys):
         "--json",
     )
     assert code == 0
-    assert set(payload) == {"method", "tasks", "steps", "seconds", "train_seconds", "stalled"}
+    assert set(payload) == {"method", "tasks", "steps", "seconds", "train_seconds", "stalled", "update"}
     assert payload["stalled"] == []  # steps weighting: no column needs the validation fallback
+    assert payload["update"] == "gradient"  # ETAP's default direction, stated
     assert payload["tasks"] == list(CHEMICAL_TASKS) and payload["steps"] == 6  # 1491 rows / 264 per batch
     assert 0 < payload["seconds"] < payload["train_seconds"]
     matrix = AffinityMatrix.read_csv(tmp_path / "affinity.csv")
