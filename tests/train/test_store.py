@@ -101,3 +101,15 @@ def test_claims_and_failed_runs_still_work_with_the_new_column(tmp_path):
         assert store.claim(RunKey("a", 0), retry_failed=True)
         store.record(record("a", rows=ROWS))
         assert next(store.records()).val_rows == ROWS
+
+
+def test_a_store_of_another_fingerprint_is_refused_naming_the_added_or_dropped_part(tmp_path):
+    path = tmp_path / "runs.db"
+    RunStore(path, FINGERPRINT).close()
+    weighted = {**FINGERPRINT, "weighting": {"method": "nash-mtl"}}
+    with pytest.raises(StoreError, match=r"weighting: absent from the store's fingerprint vs \{'method': 'nash-mtl'\}"):
+        RunStore(path, weighted)
+    other = tmp_path / "weighted.db"
+    RunStore(other, weighted).close()
+    with pytest.raises(StoreError, match=r"weighting: stored \{'method': 'nash-mtl'\} vs absent now"):
+        RunStore(other, FINGERPRINT)

@@ -380,8 +380,10 @@ def _diff(stored: str | None, wanted: str) -> str:
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     parts = []
     for k in changed:
-        if k not in a:
-            parts.append(f"{k}: not recorded (a store of an earlier taskrel version)")
+        if k not in a:  # e.g. a weighting added, or a store of an earlier taskrel version
+            parts.append(f"{k}: absent from the store's fingerprint vs {_short(b[k])}")
+        elif k not in b:
+            parts.append(f"{k}: stored {_short(a[k])} vs absent now")
         elif isinstance(a[k], Mapping) and isinstance(b.get(k), Mapping):
             inner = sorted(j for j in set(a[k]) | set(b[k]) if a[k].get(j) != b[k].get(j))
             parts += [f"{k}.{j}: stored {_short(a[k].get(j))} vs {_short(b[k].get(j))}" for j in inner]
