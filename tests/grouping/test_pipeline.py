@@ -98,6 +98,26 @@ def test_user_problem_pipeline_from_the_command_line(tmp_path):
     assert "etth1-window" in (out / "report.md").read_text()
 
 
+def test_pipeline_trains_its_groups_under_a_task_weighting(tmp_path, capsys):
+    from taskrel.cli import main
+    from taskrel.weighting.weighted import WeightedProblem, WeightingSpec
+
+    out = tmp_path / "weighted"
+    code = main(["pipeline", "--problem", f"{USER}:forecast", "--train-groups", "1", "--max-groups", "1",
+                 "--task-weighting", "nash-mtl", "--out", str(out), "--json"])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    with sqlite3.connect(out / "runs.db") as db:
+        fingerprint = dict(db.execute("SELECT key, value FROM meta"))["config"]
+    assert "nash-mtl" in fingerprint  # the store's identity carries the weighting
+    weighted = WeightedProblem(load_problem(f"{USER}:forecast"), WeightingSpec("nash-mtl"))
+    everything = weighted.train(["HUFL", "MUFL", "OT"], 0)  # the all-task model, trained directly under Nash-MTL
+    assert summary["total_test_loss"]["naive_mtl"] == pytest.approx(sum(everything.test_loss.values()), rel=1e-6)
+    assert main(["pipeline", "--problem", f"{USER}:forecast", "--task-weighting", "auxinash", "--main", "OT",
+                 "--out", str(tmp_path / "main")]) == 2  # fmt: skip
+    assert "--main is for taskrel train and sweep" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("bad", "stage"), [("OT", ""), ("HUFL|MUFL|OT", " for the affinity")])
 def test_pipeline_stops_at_a_failed_training_and_names_it(tmp_path, monkeypatch, bad, stage):
     monkeypatch.setenv("TASKREL_TEST_BAD_GROUP", bad)

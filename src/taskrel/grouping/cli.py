@@ -10,11 +10,15 @@ from taskrel.groups import group_name
 
 def _pipeline(args: argparse.Namespace) -> int:
     from taskrel.cli import emit_json
+    from taskrel.errors import ConfigError
     from taskrel.grouping.pipeline import run_pipeline
-    from taskrel.train.cli import problem_from_args
+    from taskrel.train.cli import problem_from_args, weighted_from_args
 
+    if args.main is not None:
+        raise ConfigError("the pipeline trains groups without any one main task: --main is for taskrel train and sweep")
+    problem = weighted_from_args(problem_from_args(args), args)
     result = run_pipeline(
-        problem_from_args(args), args.out, train_groups=args.train_groups, sampling=args.sampling,
+        problem, args.out, train_groups=args.train_groups, sampling=args.sampling,
         max_groups=args.max_groups, budget=args.budget, seeds=args.seeds, workers=args.workers,
         executor=args.executor, address=args.address, store=args.store, seed=args.seed, time_limit=args.time_limit,
         progress=not args.json and not args.quiet, group_batch=args.group_batch, weighting=args.weighting,
@@ -43,7 +47,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from taskrel.grouping.pipeline import AFFINITY_TEXT, WEIGHTING
     from taskrel.grouping.sampling import SAMPLINGS
-    from taskrel.train.cli import add_group_batch_option, add_problem_options
+    from taskrel.train.cli import add_group_batch_option, add_problem_options, add_weighting_options
     from taskrel.train.executors import EXECUTORS
 
     parser = subparsers.add_parser("pipeline", help="affinity → training groups → gain predictor → selection → report")
@@ -64,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--weighting", choices=sorted(AFFINITY_TEXT), default=WEIGHTING,
         help="how the affinity run's ETAP steps are aggregated (default: validation)",
     )  # fmt: skip
+    add_weighting_options(parser, flag="--task-weighting")  # --weighting is the affinity's aggregation here
     parser.add_argument("--store", help="run store (default OUT/runs.db)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the affinity run, group sampling and serving")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds for the selection program")
