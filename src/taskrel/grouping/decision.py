@@ -177,15 +177,15 @@ def decide(
     plan = free["model"].to_dict()
     planned = {t: base[t] - float(free.loc[t, "value"]) for t in tasks}
     limits = f"at most {max_groups} new groups" + (f", Σ|G| ≤ {budget:g}" if budget is not None else "")
-    rows = _values(table, predicted, base, free) if predicted is not None else pd.DataFrame()
-    pool = rows["group"].nunique() if len(rows) else 0
+    values = _values(table, predicted, base, free) if predicted is not None else pd.DataFrame()
+    pool = values["group"].nunique() if len(values) else 0
     text = (
         f"default D = {name} for every task (ALL unless STL is better on evidence); exact MILP (HiGHS) over {pool} "
         f"untrained candidate groups, {limits}, maximising the predicted validation-loss reduction over D "
         f"with every trained model (STL, ALL, {table.frame['group'].nunique() - len(tasks)} trained groups) "
         "free"
     )
-    useful = rows[rows["value"] > 0] if len(rows) else rows
+    useful = values[values["value"] > 0] if len(values) else values
     if useful.empty:
         return Decision(name, [], plan, planned, base, text + "; no candidate is predicted to add anything")
     useful = useful.assign(size=useful["group"].map(lambda g: g.count("|") + 1))

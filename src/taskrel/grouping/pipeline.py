@@ -172,6 +172,7 @@ def run_pipeline(
         affinity.plot(out / "affinity.png", title=f"ETAP affinity on {name}: A[source, target]")
         runs.train([everything])
         lap("affinity")
+        default_rows = runs.validation_rows()  # STL's and ALL's: all that D is chosen on
 
         def measure(groups: list[Group]) -> pd.DataFrame:
             """Train `groups`; their measured validation gains (every decision is made on validation)."""
@@ -182,7 +183,7 @@ def run_pipeline(
 
         def choose(gains: pd.DataFrame) -> list[Group]:
             return decide(runs.table(), gains, max_groups=max_groups, budget=budget, time_limit=time_limit,
-                          rows=runs.validation_rows()).groups  # fmt: skip
+                          rows=default_rows).groups  # fmt: skip
 
         plan = out / "training_groups.json"
         candidates = candidate_pool(tasks, runs.table(), affinity) if sampling == "adaptive" else None
@@ -194,16 +195,18 @@ def run_pipeline(
         )  # fmt: skip
         lap("training_groups")
 
-        trained, rows = runs.table(), runs.validation_rows()
+        trained = runs.table()
         model = DefaultPredictor().fit(affinity, trained.with_split("val"))
         lap("predictor_fit")
         pool = candidate_pool(tasks, trained, affinity)
         predictions = model.predict(pool)
         if len(tasks) > MAX_ENUMERATED_TASKS:
-            extra = [g for g in refine(trained, marginal_values(trained, predictions, rows)) if g not in set(pool)]
+            known = set(pool)
+            extra = [g for g in refine(trained, marginal_values(trained, predictions, default_rows)) if g not in known]
             predictions = pd.concat([predictions, model.predict(extra)], ignore_index=True)
         lap("pool_scoring")
-        decision = decide(trained, predictions, max_groups=max_groups, budget=budget, time_limit=time_limit, rows=rows)
+        decision = decide(trained, predictions, max_groups=max_groups, budget=budget, time_limit=time_limit,
+                          rows=default_rows)  # fmt: skip
         lap("selection")
 
         runs.train(decision.groups)
