@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from taskrel.data.dataset import MultiTaskDataset, Split, TaskData
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.torch_problem import TorchProblem
 from taskrel.train.config import TrainConfig
 from taskrel.weighting import NearStationaryWarning
 from taskrel.weighting.weighted import WeightingSpec, train_weighted

@@ -45,7 +45,7 @@ import torch
 
 from taskrel.gains import GainTable
 from taskrel.groups import all_groups, group_name
-from taskrel.problem import load_problem
+from taskrel.problems.registry import load_problem
 from taskrel.train.sweep import GROUP_BATCH, run_sweep, stratified_groups
 
 from common import RESULTS, write_result

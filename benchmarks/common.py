@@ -49,7 +49,7 @@ def write_result(name: str, payload: dict) -> Path:
 
 def correlation_curves(result: dict, sizes: list[int], path: Path, title: str, ylabel: str) -> None:
     """Plot Pearson r (mean ± sd over draws) against |G_train| for every method of `evaluate_predictors`."""
-    from taskrel.report.plots import curves
+    from taskrel.plots import curves
 
     series = {
         name: ([by_size[str(s)]["pearson"] for s in sizes], [by_size[str(s)]["pearson_std"] for s in sizes])

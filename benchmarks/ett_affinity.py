@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from taskrel.affinity import EtapAffinity, PtgTransferGain, TagAffinity
-from taskrel.data.builtin import ett
+from taskrel.problems.builtin import ett
 
 from common import save_affinity_means, write_result
 

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import torch
 
-from taskrel.data.builtin import ett
+from taskrel.problems.builtin import ett
 from taskrel.train.callbacks import Callback
 from taskrel.weighting import AuxiNash, NearStationaryWarning
 

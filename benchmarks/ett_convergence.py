@@ -20,8 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from taskrel.data.builtin import ETT_CONFIG, ETT_HIDDEN, ett
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.builtin import ETT_CONFIG, ETT_HIDDEN, ett
+from taskrel.problems.torch_problem import TorchProblem
 
 from common import RESULTS, write_result
 

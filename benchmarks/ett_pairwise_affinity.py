@@ -27,7 +27,7 @@ import numpy as np
 from scipy import stats
 
 from taskrel.affinity import AffinityMatrix, EtapAffinity
-from taskrel.data.builtin import ett
+from taskrel.problems.builtin import ett
 from taskrel.data.ett import ETT_TASKS
 from taskrel.gains import GainTable
 

@@ -29,7 +29,7 @@ import pandas as pd
 from taskrel.data.location import data_root
 from taskrel.grouping.pipeline import WEIGHTING, run_pipeline
 from taskrel.grouping.runs import Runs
-from taskrel.problem import load_problem
+from taskrel.problems.registry import load_problem
 
 from common import command, write_result
 

@@ -25,7 +25,7 @@ from taskrel.predict.evaluation import (
     selection_benchmark,
     split_groups,
 )
-from taskrel.report.plots import scatter
+from taskrel.plots import scatter
 
 from common import RESULTS, correlation_curves, etap_with_other_affinities, write_result
 

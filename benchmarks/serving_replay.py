@@ -14,7 +14,7 @@ import argparse
 
 from taskrel.grouping.decision import serve
 from taskrel.grouping.runs import Runs
-from taskrel.problem import load_problem
+from taskrel.problems.registry import load_problem
 
 from common import write_result
 

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from taskrel.problem import load_problem
+from taskrel.problems.registry import load_problem
 
 from common import RESULTS, write_result
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from taskrel.data import load_chemical
-from taskrel.problem import load_problem
+from taskrel.problems.registry import load_problem
 from taskrel.train import Trainer
 from taskrel.train.sweep import plan_runs, run_sweep, stratified_groups
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from taskrel.data.single import SingleInputDataset
 from taskrel.models import MultiTaskModel
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.torch_problem import TorchProblem
 from taskrel.train import TrainConfig
 
 CHANNELS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]

@@ -25,8 +25,8 @@ from torch import nn
 
 from taskrel.data.single import SingleInputDataset
 from taskrel.models import MultiTaskModel
-from taskrel.problem import GroupResult
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.protocol import GroupResult
+from taskrel.problems.torch_problem import TorchProblem
 from taskrel.train import StepContext, TrainConfig
 from taskrel.train.callbacks import TrialEvaluator
 

@@ -24,7 +24,7 @@ from taskrel.affinity import EtapAffinity  # taskrel
 from taskrel.data.single import SingleInputDataset  # taskrel
 from taskrel.integrations.torchjd import AggregatorWeighting, step_context  # taskrel
 from taskrel.models import MultiTaskModel  # taskrel
-from taskrel.torch_problem import TorchProblem  # taskrel
+from taskrel.problems.torch_problem import TorchProblem  # taskrel
 from taskrel.train import TrainConfig  # taskrel
 
 TASKS = ("HUFL", "MUFL", "OT")

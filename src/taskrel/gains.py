@@ -18,6 +18,8 @@ import pandas as pd
 
 from taskrel.errors import DataError, NonFiniteError, UnknownTaskError
 from taskrel.groups import Group, group_name, parse_group
+from taskrel.problems.protocol import Problem, check_fingerprint
+from taskrel.train.store import RunStore
 
 COLUMNS = ("group", "task", "seed", "val_loss", "test_loss", "gain")
 SPLITS = ("test", "val")
@@ -64,6 +66,13 @@ class GainTable:
         frame = _with_gains(pd.DataFrame(rows, columns=list(COLUMNS[:-1])), split, tasks)
         frame = frame.sort_values(["group", "task", "seed"], key=_order_key(tasks), ignore_index=True)
         return cls(frame, tuple(tasks), split)
+
+    @classmethod
+    def from_store(cls, path: str | os.PathLike, problem: Problem, split: str = "test") -> GainTable:
+        """Every finished run of `problem` in the run store at `path` (see `from_runs`)."""
+        with RunStore.open(path, check_fingerprint(problem).get("name", "problem")) as store:
+            runs = [(r.group, r.seed, r.val_loss, r.test_loss) for r in store.records("done")]
+        return cls.from_runs(runs, problem.tasks, split=split)
 
     def with_split(self, split: str) -> GainTable:
         """The same runs with the `gain` column computed from the losses on `split` ("test" or "val")."""

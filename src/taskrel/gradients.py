@@ -284,9 +284,9 @@ def _assign_head_gradients(head_params, head_grads) -> list[list[torch.Tensor]]:
 
 
 GRAM_ROUTES = ("auto", "gram", "gradients")
-#: The Gram route's products (a aᵀ, kernel · δ) are plain matrix products; per multiply-add they ran about
-#: twice as fast as the per-task weight gradients on CPU (benchmarks/task_gram.py: K = 7, 256 rows, 1.1×
-#: the multiply-adds in 0.73× the time).
+#: How many times cheaper the cost model counts a multiply-add of the Gram route than one of the per-task
+#: weight gradients: the Gram route's products (a aᵀ, kernel · δ) are plain matrix products, which run
+#: faster per multiply-add than per-task gradients (measured by benchmarks/task_gram.py).
 GRAM_SPEEDUP = 2.0
 
 

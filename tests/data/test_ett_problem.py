@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from taskrel.data.builtin import ETT_CONFIG
+from taskrel.problems.builtin import ETT_CONFIG
 from taskrel.data.ett import ETT_TASKS, load_ett
 from taskrel.errors import ConfigError
-from taskrel.problem import load_problem
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.registry import load_problem
+from taskrel.problems.torch_problem import TorchProblem
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from taskrel.decentral import GMRFConfig, simulate
 from taskrel.decentral.algorithms import ALGORITHMS
 from taskrel.decentral.distributed import EXIT_ERROR, LocalRun, launch
-from taskrel.decentral.problem import build_world
+from taskrel.decentral.world import build_world
 from taskrel.errors import ConfigError, DistributedError
 
 from .reference import baselines

@@ -4,7 +4,7 @@ import pytest
 from taskrel.decentral import GMRFConfig, simulate
 from taskrel.decentral import algorithms as alg
 from taskrel.decentral.algorithms import ALGORITHMS
-from taskrel.decentral.problem import build_world, graph_of
+from taskrel.decentral.world import build_world, graph_of
 from taskrel.errors import ConfigError
 
 from .reference import baselines

@@ -12,7 +12,7 @@ from torch import nn
 
 from taskrel.data.dataset import MultiTaskDataset, Split, TaskData
 from taskrel.models import MultiTaskModel
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.torch_problem import TorchProblem
 from taskrel.train import TrainConfig
 
 FEATURES = 8

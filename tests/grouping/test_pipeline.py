@@ -14,7 +14,7 @@ from taskrel.data import CHEMICAL_TASKS
 from taskrel.errors import ConfigError
 from taskrel.grouping.pipeline import run_pipeline
 from taskrel.grouping.runs import TrainingFailed
-from taskrel.problem import load_problem
+from taskrel.problems.registry import load_problem
 
 QUICK = load_problem("chemical", max_steps=200, patience_steps=0)
 

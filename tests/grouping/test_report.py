@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from taskrel.grouping.pipeline import run_pipeline
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.torch_problem import TorchProblem
 
 from .planted import planted_problem as planted
 

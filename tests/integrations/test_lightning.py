@@ -17,7 +17,7 @@ L = pytest.importorskip("lightning")
 from taskrel.affinity import AffinityMatrix, EtapAffinity, PtgTransferGain, TagAffinity  # noqa: E402
 from taskrel.errors import ConfigError  # noqa: E402
 from taskrel.integrations.lightning import AffinityCallback, LightningProblem  # noqa: E402
-from taskrel.problem import load_problem  # noqa: E402
+from taskrel.problems.registry import load_problem  # noqa: E402
 from taskrel.train import StepContext, TrialEvaluator  # noqa: E402
 from taskrel.train.loop import torch_threads  # noqa: E402
 from taskrel.train.store import RunStore  # noqa: E402

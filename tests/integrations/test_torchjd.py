@@ -15,7 +15,7 @@ from torchjd.autojac import jac_to_grad, mtl_backward
 from taskrel.affinity import EtapAffinity, PtgTransferGain, TagAffinity
 from taskrel.errors import ConfigError
 from taskrel.integrations.torchjd import AggregatorWeighting, step_context
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.torch_problem import TorchProblem
 from taskrel.train import StepContext, TrialEvaluator
 from taskrel.train.loop import torch_threads
 

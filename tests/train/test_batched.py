@@ -14,7 +14,7 @@ from torch import nn
 
 from taskrel.errors import NonFiniteError
 from taskrel.models import MultiTaskModel, mlp_model
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.torch_problem import TorchProblem
 from taskrel.train import TrainConfig
 from taskrel.train.batched import BatchedTrainer, NotBatchable, train_runs
 from tests.user_problems import forecast_data, forecaster

@@ -16,7 +16,7 @@ from taskrel.data import CHEMICAL_TASKS
 from taskrel.errors import ConfigError, DataError, StoreError, UnknownTaskError
 from taskrel.gains import GainTable
 from taskrel.groups import parse_group
-from taskrel.problem import load_problem
+from taskrel.problems.registry import load_problem
 from taskrel.train.store import RunKey, RunStore
 from taskrel.train.sweep import plan_runs, run_sweep, sample_groups, stratified_groups
 

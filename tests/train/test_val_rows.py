@@ -11,8 +11,9 @@ import torch
 from taskrel.data.dataset import MultiTaskDataset, Split, TaskData
 from taskrel.data.single import SingleInputDataset
 from taskrel.errors import ConfigError
-from taskrel.problem import check_result, load_problem
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.protocol import check_result
+from taskrel.problems.registry import load_problem
+from taskrel.problems.torch_problem import TorchProblem
 from taskrel.train import TrainConfig
 from taskrel.train.store import RunKey, RunStore
 from taskrel.train.sweep import SweepJob, run_job

@@ -13,7 +13,7 @@ from torch import nn
 
 from taskrel.data.single import SingleInputDataset
 from taskrel.models import MultiTaskModel
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.torch_problem import TorchProblem
 from taskrel.train import TrainConfig
 
 TASKS = ("main", "helpful", "noise")

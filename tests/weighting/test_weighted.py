@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from taskrel.errors import ConfigError, UnknownTaskError
-from taskrel.problem import GroupResult, load_problem, problem_spec
+from taskrel.problems.protocol import GroupResult
+from taskrel.problems.registry import load_problem, problem_spec
 from taskrel.train.multi_input import Trainer
 from taskrel.weighting.weighted import (
     WeightedProblem,

@@ -1,25 +1,16 @@
 """Task affinity measured during one training run: ETAP score, TAG lookahead, PTG transfer gain.
 
 Every matrix is oriented A[source, target]: row i, column j = effect of task i's update on task j.
+The names below are imported on first use (`taskrel.lazy`), so `AffinityMatrix` loads without torch.
 """
 
-from taskrel.affinity.collector import AffinityCollector
-from taskrel.affinity.etap import EtapAffinity
-from taskrel.affinity.lookahead import TagAffinity
-from taskrel.affinity.matrix import AffinityMatrix
-from taskrel.affinity.transfer_gain import PtgTransferGain
-from taskrel.affinity.updates import parameter_directions, trial_parameters, update_directions
+from taskrel.lazy import lazy_exports
 
-COLLECTORS = {"etap": EtapAffinity, "tag": TagAffinity, "ptg": PtgTransferGain}
+_EXPORTS = {
+    "AffinityCollector": "collector", "EtapAffinity": "etap", "TagAffinity": "lookahead",
+    "AffinityMatrix": "matrix", "PtgTransferGain": "transfer_gain", "COLLECTORS": "measure",
+    "parameter_directions": "updates", "trial_parameters": "updates", "update_directions": "updates",
+}  # fmt: skip
 
-__all__ = [
-    "COLLECTORS",
-    "AffinityCollector",
-    "AffinityMatrix",
-    "EtapAffinity",
-    "PtgTransferGain",
-    "TagAffinity",
-    "parameter_directions",
-    "trial_parameters",
-    "update_directions",
-]
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

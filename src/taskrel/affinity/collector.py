@@ -30,10 +30,9 @@ import numpy as np
 import torch
 
 from taskrel.affinity.matrix import AffinityMatrix
+from taskrel.choices import AFFINITY_WEIGHTINGS as WEIGHTINGS
 from taskrel.errors import ConfigError
 from taskrel.train.callbacks import Callback, StepContext
-
-WEIGHTINGS = ("steps", "validation")
 
 
 class AffinityCollector(Callback):

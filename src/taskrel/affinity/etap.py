@@ -14,20 +14,16 @@ may compute without forming the per-task gradients (`taskrel.gradients.shared_in
 otherwise the per-task gradients themselves. Everything stays on the parameters' device.
 
 **Which direction.** The default scores the raw gradient; ``momentum=True`` the optimiser's step.
-Neither wins everywhere (pair-gain r of the validation-weighted score, 3 seeds): on ETTh1 (Adam,
-benchmarks/ett_pairwise_affinity.py) 0.12 on the gradient, 0.36 on Adam's step (time average 0.14
-and 0.42; TAG 0.41); on Chemical (SGD with momentum 0.9, benchmarks/chemical_affinity.py) 0.45 on
-the gradient, 0.30 on the momentum step; on the 40-task planted-cluster problem of the grouping
-tests (Adam) the gradient's clusters find the planted ones and Adam's step loses them (mean
-within-cluster affinity 2.9 vs 0.26 between clusters on the gradient, 1.9 vs 1.4 on the step).
-The step carries the optimiser's history, the same for every source task, into each u_i. The
-direction used is stated in the matrix (`AffinityMatrix.update`).
+Neither tracks measured pair gains better on every problem (docs/benchmarks.md, "Affinity vs
+measured gain": Adam's step is ahead on ETTh1, the gradient on Chemical and on the planted-cluster
+problem of the grouping tests, where Adam's step loses the clusters). The step carries the
+optimiser's history, the same for every source task, into each u_i. The direction used is stated
+in the matrix (`AffinityMatrix.update`).
 
-The default aggregation is ``weighting="validation"``: on Chemical (benchmarks/chemical_affinity.py
-and predictors_chemical.py, 3 seeds) its pairwise affinity correlates with the measured pair gains
-at r = 0.45, the plain time average (``weighting="steps"``, ETAP eq. 6) at r = −0.00. Validation
-weighting needs the loop to call `on_epoch_end` with ``logs["val_loss"]``; in a loop that does not,
-use ``weighting="steps"``.
+The default aggregation is ``weighting="validation"``: its pairwise affinity tracks measured pair
+gains where the plain time average (``weighting="steps"``, ETAP eq. 6) does not (docs/benchmarks.md).
+Validation weighting needs the loop to call `on_epoch_end` with ``logs["val_loss"]``; in a loop that
+does not, use ``weighting="steps"``.
 """
 
 from __future__ import annotations

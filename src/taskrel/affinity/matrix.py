@@ -99,7 +99,7 @@ class AffinityMatrix:
 
     def plot(self, path: str | os.PathLike, title: str | None = None) -> None:
         """Save a labelled heat map (diverging colours centred on 0) as PNG."""
-        from taskrel.report.plots import heatmap
+        from taskrel.plots import heatmap  # start-up: matplotlib, only when a matrix is drawn
 
         heatmap(
             self.values,

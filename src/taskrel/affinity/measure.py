@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from taskrel.affinity import COLLECTORS
 from taskrel.affinity.collector import AffinityCollector
+from taskrel.affinity.etap import EtapAffinity
+from taskrel.affinity.lookahead import TagAffinity
 from taskrel.affinity.matrix import AffinityMatrix
+from taskrel.affinity.transfer_gain import PtgTransferGain
+from taskrel.choices import AFFINITY_METHODS as METHODS
 from taskrel.errors import ConfigError
-from taskrel.problem import GroupResult, Problem, check_result, load_problem
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.protocol import GroupResult, Problem, check_result
+from taskrel.problems.registry import load_problem
+from taskrel.problems.torch_problem import TorchProblem
 
-METHODS = (*COLLECTORS, "none")
+#: The collectors by name (`taskrel.choices.AFFINITY_COLLECTORS`).
+COLLECTORS = {"etap": EtapAffinity, "tag": TagAffinity, "ptg": PtgTransferGain}
 
 
 def make_collector(

@@ -32,10 +32,9 @@ import torch
 from taskrel.affinity.collector import AffinityCollector
 from taskrel.affinity.lookahead import SubsetSampler
 from taskrel.affinity.updates import flat_trial_parameters, split_rows
+from taskrel.choices import PTG_REFERENCES as REFERENCES
 from taskrel.errors import ConfigError
 from taskrel.train.callbacks import StepContext
-
-REFERENCES = ("doubled", "single")
 
 
 class PtgTransferGain(AffinityCollector):

@@ -26,7 +26,8 @@ import pandas as pd
 from taskrel.data.location import data_file
 from taskrel.errors import ConfigError, DataError, NonFiniteError, ShapeError
 from taskrel.groups import group_name
-from taskrel.select.problem import Candidate, Constraints, GroupingProblem
+from taskrel.select.candidates import Candidate, Constraints
+from taskrel.select.program import GroupingProblem
 from taskrel.select.scores import pairwise_candidates
 
 #: Standley's Task Set 1, in the files' column order (semantic segmentation, depth, surface normals,

@@ -104,7 +104,7 @@ class SingleInputDataset:
 
 
 def _materialise(dataset, name: str, which: str) -> tuple:
-    import torch
+    import torch  # start-up: torch, only for a user's torch datasets (the built-in data are arrays)
 
     try:
         items = [dataset[i] for i in range(len(dataset))]

@@ -12,8 +12,8 @@ import numpy as np
 from taskrel.decentral import algorithms as alg
 from taskrel.decentral.estimators import local_laplacian_row, symmetrise_edge
 from taskrel.decentral.graphs import neighbourhood
-from taskrel.decentral.problem import GMRFConfig, World
 from taskrel.decentral.streams import LinearStream, agent_generator
+from taskrel.decentral.world import GMRFConfig, World
 
 #: Algorithms whose adapted models are exchanged every iteration (all but the non-cooperative one).
 SHARED = slice(1, None)

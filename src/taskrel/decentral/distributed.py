@@ -58,16 +58,18 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import torch
+import torch.distributed as dist
 
 from taskrel.decentral import algorithms as alg
 from taskrel.decentral.agent import SHARED, Agent
-from taskrel.decentral.estimators import spectral_error
-from taskrel.decentral.graphs import diameter
-from taskrel.decentral.problem import GMRFConfig, build_world, graph_of
+from taskrel.decentral.estimators import neighbourhood_estimate, spectral_error
+from taskrel.decentral.graphs import diameter, neighbours
 from taskrel.decentral.realdata import REAL_ALGORITHMS, RealAgent, RealConfig, summarise
 from taskrel.decentral.simulator import SimulationResult, global_ml_error
 from taskrel.decentral.sources import source_from_spec
 from taskrel.decentral.streams import chunk_sizes
+from taskrel.decentral.world import GMRFConfig, build_world, graph_of
 from taskrel.errors import ConfigError, DistributedError, NonFiniteError, SolverError, TaskrelError
 
 #: Message tags: adapted models, models for graph learning, symmetrisation scalars, max-consensus.
@@ -90,8 +92,6 @@ class Rendezvous:
     """
 
     def __init__(self, rank: int, world_size: int, timeout: float) -> None:
-        import torch.distributed as dist
-
         self.rank, self.world_size, self.timeout = rank, world_size, timeout
         addr, port = os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ.get("MASTER_PORT", "0"))
         prefix = f"taskrel/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/"
@@ -105,8 +105,6 @@ class Rendezvous:
 
     def join(self) -> None:
         """Join the gloo process group; `DistributedError` naming the absent agents after ``timeout``."""
-        import torch.distributed as dist
-
         try:
             dist.init_process_group(
                 "gloo", store=dist.PrefixStore("pg/", self.store), rank=self.rank, world_size=self.world_size,
@@ -149,9 +147,6 @@ class NeighbourLink:
 
     def exchange_each(self, arrays: list[np.ndarray], tag: int) -> list[np.ndarray]:
         """Send ``arrays[j]`` to neighbour j and receive one array of that shape from it."""
-        import torch
-        import torch.distributed as dist
-
         sends = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)) for x in arrays]
         bufs = [torch.empty_like(x) for x in sends]
         peer = None
@@ -184,8 +179,6 @@ def agree(rank: int, world_size: int, build: Callable[[], T], label: Callable[[i
     All agents start, or all stop: with the agent's own `ConfigError` where it is the one at fault,
     otherwise a `DistributedError` naming the first failing agent (``label(j)``) and its error.
     """
-    import torch.distributed as dist
-
     own_error, agent = None, None
     try:
         agent = build()
@@ -301,8 +294,6 @@ def collect(config: GMRFConfig, out_dir: str | os.PathLike) -> SimulationResult:
 
 
 def _first_estimate(config: GMRFConfig, models: np.ndarray, adjacency: np.ndarray) -> np.ndarray:
-    from taskrel.decentral.estimators import neighbourhood_estimate
-
     return neighbourhood_estimate(models, adjacency, config.shrinkage, config.project_sign)
 
 
@@ -321,9 +312,6 @@ def run_spec(source, adjacency: np.ndarray, config: RealConfig) -> dict:
 def run_real_agent(rank: int, world_size: int, spec: dict, out_dir: str | os.PathLike,
                    rendezvous: Rendezvous | None = None) -> dict | None:  # fmt: skip
     """Body of one real-data agent process: loads only ``source.load(rank)``; rank 0 returns the summary."""
-    import torch
-    import torch.distributed as dist
-
     source, config = source_from_spec(spec["source"]), RealConfig(**spec["config"])
     adjacency = np.asarray(spec["adjacency"], float)
     if world_size != len(source.names):
@@ -394,8 +382,6 @@ def worker_main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         if os.environ.get("MASTER_ADDR", "127.0.0.1") in ("127.0.0.1", "localhost", "::1"):
             os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # a local run stays on the loopback interface
-        import torch.distributed as dist
-
         rendezvous = Rendezvous(rank, world_size, args.timeout)
         rendezvous.join()
         (out / f"joined_{rank}").touch()  # lets a supervisor see that start-up is over
@@ -429,8 +415,6 @@ def worker_main(argv: list[str] | None = None) -> int:
 
 def _synthetic(rank: int, world_size: int, config: GMRFConfig, out: Path, bare_rounds: int, rendezvous) -> None:
     if bare_rounds > 0:
-        from taskrel.decentral.graphs import neighbours
-
         shape = (len(alg.ALGORITHMS) - 1, config.dim)
         seconds = bare_exchange(rank, neighbours(graph_of(config), rank), shape, bare_rounds)
         (out / f"bare_{rank}.json").write_text(json.dumps({"seconds_per_round": seconds}))
@@ -460,8 +444,6 @@ class LocalRun:
 
     def __init__(self, spec: dict, world_size: int, out: Path, *, timeout: float = 60.0,
                  ranks: Sequence[int] | None = None, bare_rounds: int = 0) -> None:  # fmt: skip
-        import torch.distributed as dist
-
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -536,7 +518,11 @@ class LocalRun:
 
 
 def launch(
-    config: GMRFConfig, out_dir: str | os.PathLike | None = None, *, timeout: float = 60.0, startup: float = 120.0,
+    config: GMRFConfig,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    timeout: float = 60.0,
+    startup: float = 120.0,
     bare_rounds: int = 0,
 ) -> SimulationResult:
     """Run the synthetic `config` with K local agent processes and return the assembled one-run result.
@@ -557,8 +543,13 @@ def launch(
 
 
 def launch_real(
-    source, adjacency: np.ndarray, config: RealConfig, out_dir: str | os.PathLike | None = None, *,
-    timeout: float = 60.0, startup: float = 120.0,
+    source,
+    adjacency: np.ndarray,
+    config: RealConfig,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    timeout: float = 60.0,
+    startup: float = 120.0,
 ) -> dict:
     """Run real-data agents, one local process each (agent k loads only its own data); the run's summary.
 

@@ -1,6 +1,6 @@
 """Pictures of decentralised runs: MSD curves (dB) and learned task graphs (PNG).
 
-Drawn with matplotlib's object API (`taskrel.report.plots.subplots`), never through pyplot: importing
+Drawn with matplotlib's object API (`taskrel.plots.subplots`), never through pyplot: importing
 or calling this module leaves the user's backend and open figures alone. Each function returns its
 `matplotlib.figure.Figure` after saving it.
 """
@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from taskrel.decentral.algorithms import ALGORITHMS
-from taskrel.report.plots import save, subplots
+from taskrel.plots import save, subplots
 
 LABELS = {"noncoop": "non-cooperative", "consensus": "consensus (ATC)", "learned": "learned L̂", "true": "true L"}
 STYLES = {"noncoop": ("C0", "-"), "consensus": ("C3", "-"), "learned": ("C2", "-"), "true": ("k", "--")}
@@ -45,8 +46,13 @@ def msd_curves(result, path: str | os.PathLike, *, title: str = "", smooth: int 
 
 
 def graph_picture(
-    weights: np.ndarray, path: str | os.PathLike, *, labels: Sequence[str] | None = None, title: str = "",
-    top: int | None = None, groups: Sequence[int] | None = None,
+    weights: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    labels: Sequence[str] | None = None,
+    title: str = "",
+    top: int | None = None,
+    groups: Sequence[int] | None = None,
 ) -> Figure:
     """Draw a weighted graph on a circle: edge width ∝ weight; only the `top` strongest edges if given.
 
@@ -85,8 +91,6 @@ def save_learned_graph(
 
     The picture draws the learned edge weights ``â_kl = max(-L̂_kl, 0)``.
     """
-    import pandas as pd
-
     lap = np.asarray(laplacian, float)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import rankdata
 
 from taskrel.decentral import algorithms as alg
 from taskrel.decentral.estimators import (
@@ -153,8 +154,12 @@ def gershgorin_scale(radius: float) -> float:
 
 
 def run_real(
-    train: list[tuple[np.ndarray, np.ndarray]], adjacency: np.ndarray, loss: str, config: RealConfig,
-    etas: Sequence[float] | None = None, names: Sequence[str] | None = None,
+    train: list[tuple[np.ndarray, np.ndarray]],
+    adjacency: np.ndarray,
+    loss: str,
+    config: RealConfig,
+    etas: Sequence[float] | None = None,
+    names: Sequence[str] | None = None,
 ) -> RealResult:
     """Run the algorithms on per-agent training sets ``[(x_k, y_k)]`` (x without the bias column).
 
@@ -221,8 +226,6 @@ def predict(models: np.ndarray, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve (ties count ½); NaN when `labels` (0/1) hold one class only."""
-    from scipy.stats import rankdata
-
     pos = np.asarray(labels) == 1
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if n_pos == 0 or n_neg == 0:

@@ -26,8 +26,8 @@ from taskrel.decentral.estimators import (
     neighbourhood_estimate,
     spectral_error,
 )
-from taskrel.decentral.problem import GMRFConfig, World, build_world, graph_of
 from taskrel.decentral.streams import LinearStream, agent_generator, chunk_sizes
+from taskrel.decentral.world import GMRFConfig, World, build_world, graph_of
 from taskrel.errors import NonFiniteError
 
 

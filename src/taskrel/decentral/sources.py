@@ -26,8 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from taskrel.data import load_dataset
+from taskrel.data.dataset import split_rows
 from taskrel.errors import ConfigError, DataError
+from taskrel.groups import check_tasks
 
 LOSSES = ("squared", "logistic")
 SUFFIXES = (".npz", ".csv")
@@ -74,9 +78,6 @@ class DatasetSource:
         data_dir: str | os.PathLike | None = None,
     ) -> DatasetSource:  # fmt: skip
         """Resolve the task list (default: all tasks) and the loss from the dataset's kind (launcher side)."""
-        from taskrel.data import load_dataset
-        from taskrel.groups import check_tasks
-
         data = load_dataset(dataset, data_dir=data_dir, split_seed=split_seed)
         names = data.task_names if tasks is None else [str(t) for t in tasks]
         check_tasks(names, data.task_names, f"dataset {dataset!r}")
@@ -93,8 +94,6 @@ class DatasetSource:
         return [self._agent(data, name) for name in self.names]
 
     def _dataset(self):
-        from taskrel.data import load_dataset
-
         return load_dataset(self.dataset, data_dir=self.data_dir, split_seed=self.split_seed)
 
     @staticmethod
@@ -151,8 +150,6 @@ class FileSource:
             if x_test.shape[1] != x.shape[1]:
                 raise DataError(f"{path}: x_test has {x_test.shape[1]} features, x has {x.shape[1]}")
             return AgentData(self.names[k], x, y, x_test, y_test)
-        from taskrel.data.dataset import split_rows
-
         if len(y) < 2:
             raise DataError(f"{path}: {len(y)} row(s) cannot be split into train and test")
         fractions = (1 - self.test_fraction, self.test_fraction)
@@ -179,8 +176,6 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
-    import pandas as pd
-
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:

@@ -28,21 +28,22 @@ import pandas as pd
 
 from taskrel.affinity.matrix import AffinityMatrix
 from taskrel.affinity.measure import measure_affinity
+from taskrel.choices import PIPELINE_WEIGHTING as WEIGHTING
 from taskrel.errors import ConfigError
 from taskrel.gains import GainTable
 from taskrel.grouping.decision import MAX_ENUMERATED_TASKS, Decision, Serving, decide, marginal_values, serve
 from taskrel.grouping.pool import candidate_pool, refine
+from taskrel.grouping.report import write_report
 from taskrel.grouping.runs import Runs, TrainingFailed
 from taskrel.grouping.sampling import SAMPLINGS, Pick, read_plan, training_groups, write_plan
 from taskrel.groups import Group, group_name
 from taskrel.predict import DefaultPredictor
-from taskrel.problem import Problem, load_problem
+from taskrel.problems.protocol import Problem
+from taskrel.problems.registry import load_problem
 from taskrel.train.sweep import GROUP_BATCH
 
-#: The affinity the pipeline measures: ETAP, its steps weighted by `WEIGHTING` by default
-#: (benchmarks/results/predictors_chemical.json: the validation-weighted ETAP score predicts measured
-#: gains where the plain time average does not).
-METHOD, WEIGHTING = "etap", "validation"
+#: The affinity the pipeline measures: ETAP, its steps aggregated as `PIPELINE_WEIGHTING` says by default.
+METHOD = "etap"
 AFFINITY_TEXT = {
     "validation": "ETAP score (no momentum, loss-normalised), epochs weighted by the target's validation "
     "improvement (the variant the Chemical benchmark showed best)",
@@ -222,8 +223,6 @@ def run_pipeline(
             training, predictions, decision, serving, table, held_out, constraints, seconds,
             " ".join(["taskrel", *sys.argv[1:]]), weighting,
         )  # fmt: skip
-        from taskrel.grouping.report import write_report
-
         write_report(result, out)
         lap("report")
     return result

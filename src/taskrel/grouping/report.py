@@ -25,7 +25,7 @@ import numpy as np
 
 from taskrel import __version__
 from taskrel.groups import SEPARATOR, group_name
-from taskrel.report.plots import dot_rows, membership, scatter
+from taskrel.plots import dot_rows, membership, scatter
 
 #: A group name lists its members up to this many.
 SPELLED = 6

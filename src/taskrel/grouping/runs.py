@@ -17,7 +17,7 @@ import numpy as np
 from taskrel.errors import ConfigError, DataError, TaskrelError
 from taskrel.gains import GainTable
 from taskrel.groups import Group, group_name
-from taskrel.problem import GroupResult, Problem, check_fingerprint
+from taskrel.problems.protocol import GroupResult, Problem, check_fingerprint
 from taskrel.train.store import RunKey, RunRecord, RunStore
 from taskrel.train.sweep import result_record, run_sweep
 

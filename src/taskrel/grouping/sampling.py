@@ -27,13 +27,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from taskrel.choices import SAMPLINGS
 from taskrel.errors import ConfigError, DataError
 from taskrel.grouping.decision import MAX_ENUMERATED_TASKS, candidate_groups
 from taskrel.groups import Group, group_name, parse_group
 from taskrel.predict.base import GainPredictor
 from taskrel.train.sweep import stratified_groups
 
-SAMPLINGS = ("random", "adaptive")
 #: Random groups that join the all-task group before adaptive sampling starts.
 ADAPTIVE_START = 3
 #: Posterior draws per adaptive batch, at most.

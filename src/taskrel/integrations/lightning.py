@@ -70,8 +70,8 @@ from taskrel.affinity.matrix import AffinityMatrix
 from taskrel.affinity.measure import make_collector
 from taskrel.errors import ConfigError, DataError, ModelError
 from taskrel.gradients import LinearCapture, linear_task_gradients, shared_linear_layers
-from taskrel.problem import GroupResult, check_task_names
-from taskrel.torch_problem import _digest, _source
+from taskrel.problems.protocol import GroupResult, check_task_names
+from taskrel.problems.torch_problem import _digest, _source
 from taskrel.train.callbacks import Callback, StepContext, TrialEvaluator
 from taskrel.train.loop import members, torch_threads
 from taskrel.weighting.methods import task_specific_parameters

@@ -40,6 +40,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from taskrel.affinity.matrix import AffinityMatrix
+from taskrel.choices import TEST_FRACTION
 from taskrel.errors import ConfigError, DataError
 from taskrel.gains import GainTable
 from taskrel.grouping.decision import decide, default_models
@@ -48,8 +49,6 @@ from taskrel.predict.base import GainPredictor, gain_frame
 
 #: Methods that use no training groups (their score does not depend on the training size).
 UNSUPERVISED = ("tag",)
-#: Default share of the measured multi-task groups (all-task group aside) held out for testing.
-TEST_FRACTION = 0.25
 #: Fewest test groups holding a task for the task to count in the within-task correlation.
 MIN_TEST_GROUPS = 3
 
@@ -380,3 +379,13 @@ def realise_oracle(table: GainTable, k: int) -> float:
     plan = decide(trained_runs(on_test, []), truth, max_groups=k).plan
     loss = table.mean().set_index(["group", "task"])["test_loss"]
     return float(sum(loss[(plan[t], t)] for t in tasks))
+
+
+def measurable(
+    methods: Mapping[str, Callable[[], GainPredictor]], table: GainTable
+) -> tuple[dict[str, Callable[[], GainPredictor]], list[str]]:
+    """`methods` without those that need every task pair measured where `table` lacks a pair; and the names dropped."""
+    if not np.isnan(table.pairwise()).any():
+        return dict(methods), []
+    skipped = [name for name, make in methods.items() if make().needs_pairs]
+    return {name: make for name, make in methods.items() if name not in skipped}, skipped

@@ -9,8 +9,9 @@
   branch-and-bound, MTG-Net beam search, best random partition).
 """
 
+from taskrel.select.candidates import Candidate, Constraints, Selection, candidate_for_group
 from taskrel.select.compact import PairwiseProblem
-from taskrel.select.problem import Candidate, Constraints, GroupingProblem, Selection, candidate_for_group
+from taskrel.select.program import GroupingProblem
 from taskrel.select.scores import (
     RULES,
     group_score,

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from taskrel.errors import ConfigError, InfeasibleError
+from taskrel.select.candidates import DEFAULT_RESOURCE
 from taskrel.select.compact import PairwiseProblem
-from taskrel.select.problem import DEFAULT_RESOURCE, GroupingProblem
+from taskrel.select.program import GroupingProblem
 
 
 def _value_matrix(problem: GroupingProblem) -> tuple[list[int], np.ndarray]:

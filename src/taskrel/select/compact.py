@@ -43,10 +43,11 @@ import numpy as np
 from taskrel.errors import ConfigError, InfeasibleError, SolverError
 from taskrel.groups import group_name
 from taskrel.select.bounds import EigenBound
+from taskrel.select.candidates import Constraints, Selection, Sense
 from taskrel.select.colgen import ColumnGeneration
 from taskrel.select.highs import LinearModel, relative_gap
 from taskrel.select.partition_search import PartitionSearch, SearchResult, rule_weights
-from taskrel.select.problem import Constraints, GroupingProblem, Selection, Sense
+from taskrel.select.program import GroupingProblem
 from taskrel.select.scores import Rule, check_matrix, check_rule, member_values, pairwise_candidates
 
 #: Largest task count for which the set-partitioning (column generation) bound is computed: its

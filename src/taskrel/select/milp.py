@@ -12,12 +12,16 @@ families are re-added one at a time to name the first one that breaks feasibilit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from taskrel.errors import DataError, InfeasibleError, SolverError
+from taskrel.select.candidates import Selection
 from taskrel.select.highs import LinearModel, relative_gap
-from taskrel.select.problem import GroupingProblem, Selection
+
+if TYPE_CHECKING:
+    from taskrel.select.program import GroupingProblem
 
 
 @dataclass

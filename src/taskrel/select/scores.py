@@ -23,13 +23,13 @@ from typing import Literal
 
 import numpy as np
 
+from taskrel.choices import SELECTION_RULES as RULES
 from taskrel.errors import ConfigError, DataError, NonFiniteError, ShapeError
 from taskrel.groups import all_groups, make_group
 from taskrel.matrix_csv import read_square_csv, write_square_csv
-from taskrel.select.problem import Candidate, candidate_for_group
+from taskrel.select.candidates import Candidate, candidate_for_group
 
 Rule = Literal["ptg", "tag", "hoa"]
-RULES: tuple[str, ...] = ("ptg", "tag", "hoa")
 #: Largest task count for which every group is enumerated as a candidate (2^20 − 1 groups).
 MAX_ENUMERATED_TASKS = 20
 

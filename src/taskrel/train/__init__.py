@@ -1,18 +1,15 @@
-"""Training one task group, hooks into the loop, and sweeps over many groups."""
+"""Training one task group, hooks into the loop, and sweeps over many groups.
 
-from taskrel.train.callbacks import Callback, StepContext, TrialEvaluator
-from taskrel.train.config import TrainConfig
-from taskrel.train.loop import BaseTrainer, TrainResult
-from taskrel.train.multi_input import Trainer
-from taskrel.train.single_input import SharedInputTrainer
+The names below are imported on first use (`taskrel.lazy`), so `taskrel.train.config` loads without torch.
+"""
 
-__all__ = [
-    "BaseTrainer",
-    "Callback",
-    "SharedInputTrainer",
-    "StepContext",
-    "TrainConfig",
-    "TrainResult",
-    "Trainer",
-    "TrialEvaluator",
-]
+from taskrel.lazy import lazy_exports
+
+_EXPORTS = {
+    "Callback": "callbacks", "StepContext": "callbacks", "TrialEvaluator": "callbacks",
+    "TrainConfig": "config", "BaseTrainer": "loop", "TrainResult": "loop",
+    "Trainer": "multi_input", "SharedInputTrainer": "single_input",
+}  # fmt: skip
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

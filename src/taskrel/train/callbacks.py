@@ -79,8 +79,8 @@ class TrialEvaluator:
     `separable=True` says task k's loss reads only its own rows of the batch (multi-input data), so
     evaluating fewer tasks costs proportionally less; collectors then ask only for what they need.
     `mode`: ``"vmap"`` evaluates the N trials in one `torch.func.vmap` over stacked parameters,
-    ``"loop"`` one `functional_call` per trial (same numbers); ``"auto"`` takes vmap (faster on CPU
-    too, benchmarks/affinity_overhead.py) and falls back to the loop, with a warning, for a model
+    ``"loop"`` one `functional_call` per trial (same numbers); ``"auto"`` takes vmap (one batched call
+    instead of N) and falls back to the loop, with a warning, for a model
     that vmap cannot batch (an op without a batching rule, data-dependent control flow).
     """
 

@@ -17,9 +17,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+from taskrel.choices import EXECUTORS
 from taskrel.errors import ConfigError
-
-EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class RayExecutor:
 
     def __init__(self, workers: int | None = None, address: str | None = None) -> None:
         try:
-            import ray
+            import ray  # optional dependency
         except ImportError as exc:
             raise ConfigError("the Ray executor needs Ray: pip install 'taskrel[ray]'") from exc
         self._ray = ray

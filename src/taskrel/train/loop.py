@@ -32,7 +32,7 @@ from torch import nn
 from taskrel import gradients as engine
 from taskrel.errors import ConfigError, ModelError, NonFiniteError
 from taskrel.groups import make_group, ordered, parse_group
-from taskrel.problem import GroupResult
+from taskrel.problems.protocol import GroupResult
 from taskrel.train.callbacks import Callback, StepContext, TrialEvaluator
 from taskrel.train.config import TrainConfig
 

@@ -10,7 +10,7 @@ whose models share a layout travel together); a problem with ``train_many`` (eve
 trains a batch as one batched model (`taskrel.train.batched`), others train its runs one by one.
 A failed run fails alone; a batch lost with its worker is rerun one run at a time.
 
-Workers receive the problem's spec (`taskrel.problem.load_problem`) and build the problem
+Workers receive the problem's spec (`taskrel.problems.load_problem`) and build the problem
 themselves, so a user's problem runs in a spawned process pool or on a Ray cluster; a problem
 object without a spec is sent as it is (it must then be picklable). The runs lost with a worker
 process that died are rerun one at a time; one that kills its worker again alone is recorded as failed.
@@ -29,9 +29,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from taskrel.choices import GROUP_BATCH
 from taskrel.errors import ConfigError, DataError
 from taskrel.groups import Group, all_groups, group_name, make_group, parse_group
-from taskrel.problem import GroupResult, Problem, attempt, check_fingerprint, check_result, load_problem, problem_spec
+from taskrel.problems.protocol import GroupResult, Problem, attempt, check_fingerprint, check_result
+from taskrel.problems.registry import load_problem, problem_spec
 from taskrel.train.executors import WorkerCrash, make_executor
 from taskrel.train.store import RunKey, RunRecord, RunStore
 
@@ -123,8 +125,6 @@ def _read_group_file(path: Path, tasks: Sequence[str]) -> list[Group]:
 
 # --------------------------------------------------------------------------------------------
 # One job
-#: the default cap on the runs of one batch (`run_sweep`'s `group_batch`)
-GROUP_BATCH = 256
 
 
 @dataclass(frozen=True)

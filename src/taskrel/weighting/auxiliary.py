@@ -14,15 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from taskrel.choices import AUXILIARY_METHODS
+from taskrel.choices import DEFAULT_AUXILIARY_METHODS as DEFAULT_METHODS
 from taskrel.errors import ConfigError, UnknownTaskError
 from taskrel.groups import ordered
-from taskrel.problem import Problem, check_fingerprint, load_problem
-from taskrel.weighting.weighted import WEIGHTINGS, WeightedRun, WeightingSpec, train_weighted
-
-#: Methods `compare_auxiliary` runs: STL and the weightings of `WEIGHTINGS`.
-AUXILIARY_METHODS = ("stl", *WEIGHTINGS)
-#: What `taskrel auxinash run` compares by default.
-DEFAULT_METHODS = ("stl", "ls", "auxinash")
+from taskrel.problems.protocol import Problem, check_fingerprint
+from taskrel.problems.registry import load_problem
+from taskrel.weighting.weighted import WeightedRun, WeightingSpec, train_weighted
 
 
 @dataclass
@@ -115,7 +113,7 @@ def compare_auxiliary(
 
 def plot_preferences(comparison: AuxiliaryComparison, path: str | os.PathLike) -> None:
     """AuxiNash's preferences over training (one line per task, summing to 1) as a PNG at `path`."""
-    from taskrel.report.plots import save, subplots
+    from taskrel.plots import save, subplots  # start-up: matplotlib, only when preferences are drawn
 
     run = comparison.runs.get("auxinash")
     if run is None or run.history is None:

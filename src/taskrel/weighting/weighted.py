@@ -33,10 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from taskrel.choices import META_DATA
+from taskrel.choices import TASK_WEIGHTINGS as WEIGHTINGS
 from taskrel.errors import ConfigError, UnknownTaskError
 from taskrel.groups import ordered
-from taskrel.problem import GroupResult, Problem, check_fingerprint, load_problem, problem_spec
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.protocol import GroupResult, Problem, check_fingerprint
+from taskrel.problems.registry import load_problem, problem_spec
+from taskrel.problems.torch_problem import TorchProblem
 from taskrel.train.batches import BatchPlan
 from taskrel.train.callbacks import Callback, StepContext
 from taskrel.train.loop import BaseTrainer
@@ -47,13 +50,10 @@ from taskrel.weighting.auxinash import AuxiNash
 from taskrel.weighting.methods import GCS, PCGrad, WeightingMethod
 
 #: The names `WeightingSpec` accepts, as the command line spells them.
-WEIGHTINGS = ("ls", "nash-mtl", "auxinash", "gcs", "pcgrad")
 #: Methods that need to know the main task.
 NEEDS_MAIN = ("auxinash", "gcs")
 #: The second key of the generator that draws AuxiNash's meta batches: ``default_rng([seed, META_STREAM])``.
 META_STREAM = 2
-#: Where AuxiNash's meta batches of the main task come from (`WeightingSpec.meta`).
-META_DATA = ("train", "val")
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,13 @@
-"""Sub-command `evaluate-predictors`: the ETAP paper's protocol on a measured gain table."""
+"""Command `evaluate-predictors`: the ETAP paper's protocol on a measured gain table."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-import numpy as np
-
-from taskrel.affinity.matrix import AffinityMatrix
+from taskrel.choices import PREDICTORS, TEST_FRACTION
+from taskrel.cli.common import emit_json
 from taskrel.errors import ConfigError
-from taskrel.gains import GainTable
-from taskrel.predict import PREDICTORS
-from taskrel.predict.evaluation import TEST_FRACTION, evaluate_predictors, selection_benchmark
 
 
 def _sizes(text: str) -> list[int]:
@@ -23,19 +19,23 @@ def _sizes(text: str) -> list[int]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from taskrel.cli import emit_json
+    # start-up: pandas and scikit-learn, when predictors are evaluated (torch only for MTG-Net)
+    from taskrel.affinity.matrix import AffinityMatrix
+    from taskrel.gains import GainTable
+    from taskrel.predict.evaluation import evaluate_predictors, measurable, selection_benchmark
+    from taskrel.predict.registry import PREDICTORS as FACTORIES
 
     names = [n.strip() for n in args.methods.split(",")] if args.methods else list(PREDICTORS)
     unknown = [n for n in names if n not in PREDICTORS]
     if unknown:
         raise ConfigError(f"--methods: unknown method(s) {unknown}; available: {', '.join(PREDICTORS)}")
-    methods = {name: PREDICTORS[name] for name in names}
+    methods = {name: FACTORIES[name] for name in names}
     affinity = AffinityMatrix.read_csv(args.affinity)
     table = GainTable.read_csv(args.gains, tasks=affinity.tasks)
-    if not args.methods and np.isnan(table.pairwise()).any():
-        skipped = [name for name, make in methods.items() if make().needs_pairs]
-        methods = {name: make for name, make in methods.items() if name not in skipped}
-        print(f"not evaluating {', '.join(skipped)}: they need every task pair measured", file=sys.stderr)
+    if not args.methods:
+        methods, skipped = measurable(methods, table)
+        if skipped:
+            print(f"not evaluating {', '.join(skipped)}: they need every task pair measured", file=sys.stderr)
     result = evaluate_predictors(
         table, affinity, methods, _sizes(args.train_sizes), args.repeats, args.test_size, args.seed,
         progress=not args.json,

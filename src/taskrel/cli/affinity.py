@@ -1,4 +1,4 @@
-"""Sub-command `affinity`: one all-task training run with an affinity collector."""
+"""Command `affinity`: one all-task training run with an affinity collector."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from taskrel.affinity.collector import WEIGHTINGS
-from taskrel.affinity.measure import METHODS, measure_affinity
-from taskrel.affinity.transfer_gain import REFERENCES
-from taskrel.train.cli import add_problem_options, problem_from_args
+from taskrel.choices import AFFINITY_METHODS, AFFINITY_WEIGHTINGS, PTG_REFERENCES
+from taskrel.cli.common import add_problem_options, emit_json, problem_from_args
 
 
 def _affinity(args: argparse.Namespace) -> int:
-    from taskrel.cli import emit_json
+    from taskrel.affinity.measure import measure_affinity  # start-up: torch
 
     problem = problem_from_args(args)
     matrix, result = measure_affinity(
@@ -60,7 +58,7 @@ def _affinity(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("affinity", help="measure task affinity during one all-task training run")
     add_problem_options(parser, exclude=("momentum",))  # --momentum is ETAP's option here
-    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--method", required=True, choices=AFFINITY_METHODS)
     parser.add_argument("--epochs", type=int, help="train exactly N epochs (default: until early stopping)")
     parser.add_argument("--every", type=int, default=1, help="collect every K-th step (default 1)")
     parser.add_argument(
@@ -68,14 +66,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(  # its own dest: args.momentum would be read as the training protocol's momentum
-        "--momentum", dest="etap_momentum", action="store_true",
+        "--momentum",
+        dest="etap_momentum",
+        action="store_true",
         help="ETAP: score the optimiser's step (with its momentum) instead of the raw gradient",
     )
     parser.add_argument("--no-normalize", action="store_true", help="ETAP: do not divide by the target's loss")
-    parser.add_argument("--reference", choices=REFERENCES, default="doubled", help="PTG reference step")
+    parser.add_argument("--reference", choices=PTG_REFERENCES, default="doubled", help="PTG reference step")
     parser.add_argument(
         "--weighting",
-        choices=WEIGHTINGS,
+        choices=AFFINITY_WEIGHTINGS,
         help="aggregate steps uniformly (ETAP eq. 6) or by the targets' validation improvement "
         "(default: validation for etap, steps for tag and ptg)",
     )

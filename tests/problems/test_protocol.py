@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from taskrel.errors import DataError
-from taskrel.problem import GroupResult, check_result
+from taskrel.problems.protocol import GroupResult, check_result
 from taskrel.train import TrainResult
 
 VAL = {"a": 0.5, "b": 2.0}

@@ -1,4 +1,4 @@
-"""Sub-command `auxinash`: AuxiNash on a user's problem (`taskrel auxinash run`) and its illustrative
+"""Command `auxinash`: AuxiNash on a user's problem (`taskrel auxinash run`) and its illustrative
 problem (`taskrel auxinash toy`)."""
 
 from __future__ import annotations
@@ -6,11 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from taskrel.weighting.toy import toy_data, train_toy
-
-#: Meta learning rate of the toy problem: its hypergradients are small, so the reference's 5e-3
-#: moves the preferences too slowly to matter before training reaches the Pareto front.
-TOY_META_LR = 5e-2
+from taskrel.choices import AUXILIARY_METHODS, DEFAULT_AUXILIARY_METHODS, META_DATA, TOY_META_LR
+from taskrel.cli.common import add_problem_options, emit_json, problem_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,18 +23,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     toy.add_argument("--quiet", action="store_true", help="no progress bars")
     toy.set_defaults(func=_toy)
 
-    from taskrel.train.cli import add_problem_options
-    from taskrel.weighting.auxiliary import AUXILIARY_METHODS, DEFAULT_METHODS
-    from taskrel.weighting.weighted import META_DATA
-
     run = problems.add_parser(
         "run", help="train a main task alone and with its auxiliaries (STL, LS, AuxiNash, ...) and compare"
     )
     add_problem_options(run)
     run.add_argument("--main", required=True, help="the main task")
     run.add_argument("--auxiliaries", help='auxiliary tasks joined by "," or "|" (default: every other task)')
-    run.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                     help=f"comma-separated, from {', '.join(AUXILIARY_METHODS)} (default {','.join(DEFAULT_METHODS)})")
+    run.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_AUXILIARY_METHODS),
+        help=f"comma-separated, from {', '.join(AUXILIARY_METHODS)} (default {','.join(DEFAULT_AUXILIARY_METHODS)})",
+    )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--meta-lr", type=float, help="AuxiNash's preference learning rate (default 5e-3)")
     run.add_argument("--meta-data", choices=META_DATA, default="train",
@@ -49,9 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from taskrel.cli import emit_json
-    from taskrel.train.cli import problem_from_args
-    from taskrel.weighting.auxiliary import compare_auxiliary, plot_preferences
+    from taskrel.weighting.auxiliary import compare_auxiliary, plot_preferences  # start-up: torch
 
     auxiliaries = None if args.auxiliaries is None else [t for t in args.auxiliaries.replace("|", ",").split(",") if t]
     methods = [m for m in args.methods.split(",") if m]
@@ -76,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _toy(args: argparse.Namespace) -> int:
-    from taskrel.cli import emit_json
+    from taskrel.weighting.toy import toy_data, train_toy  # start-up: torch
 
     quiet = args.quiet or not sys.stderr.isatty()
     data = toy_data(args.seed)

@@ -9,7 +9,7 @@ from taskrel.affinity import EtapAffinity
 from taskrel.data.single import SingleInputDataset
 from taskrel.errors import ConfigError, ModelError
 from taskrel.models import MultiTaskModel
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.torch_problem import TorchProblem
 from taskrel.train import TrainConfig
 from taskrel.weighting import NashMTL
 
@@ -212,7 +212,7 @@ def test_a_problem_file_imports_the_modules_beside_it_in_every_executor(tmp_path
     )
     (tmp_path / "problem.py").write_text(
         "from helper import toy\n"
-        "from taskrel.torch_problem import TorchProblem\n"
+        "from taskrel.problems.torch_problem import TorchProblem\n"
         "from taskrel.train import TrainConfig\n"
         "problem = TorchProblem(toy(), loss='mse', config=TrainConfig(max_epochs=2, batch_size=16))\n"
     )

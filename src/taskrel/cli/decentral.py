@@ -1,4 +1,4 @@
-"""Sub-command `gmrf`: decentralised multi-task learning over a learned task graph.
+"""Command `gmrf`: decentralised multi-task learning over a learned task graph.
 
 Synthetic agents (LMS streams from a simulated GMRF world): ``taskrel gmrf simulate`` runs the
 vectorised simulator (many Monte-Carlo runs); ``taskrel gmrf run --engine dist`` runs one run with
@@ -17,9 +17,13 @@ per agent, each loading only its own data) or ``sim`` (in-process); the same JSO
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
+from taskrel.choices import GMRF_ENGINES
+from taskrel.cli.common import emit_json
 from taskrel.decentral.graphs import TOPOLOGIES
-from taskrel.decentral.problem import GMRFConfig
+from taskrel.decentral.world import GMRFConfig
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -57,11 +61,9 @@ def config_from_args(args: argparse.Namespace, runs: int = 1) -> GMRFConfig:
 
 
 def _report(result, args: argparse.Namespace) -> int:
-    from taskrel.cli import emit_json
-
     summary = result.summary()
     if args.plot:
-        from taskrel.decentral.plots import msd_curves
+        from taskrel.decentral.plots import msd_curves  # start-up: matplotlib
 
         msd_curves(result, args.plot)
     if args.json:
@@ -75,70 +77,38 @@ def _report(result, args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    config = config_from_args(args, runs=args.runs)  # validated (step-size bounds) before the engine loads
-    from taskrel.decentral.simulator import simulate
+    config = config_from_args(args, runs=args.runs)  # validated (step-size bounds) before the engines load
+    from taskrel.decentral.engines import run_synthetic  # start-up: SciPy, torch
 
-    return _report(simulate(config, progress=not (args.quiet or args.json)), args)
-
-
-def _source(args: argparse.Namespace):
-    from taskrel.decentral.sources import DatasetSource, FileSource
-
-    if args.dataset is not None:
-        tasks = None if args.tasks is None else [t.strip() for t in args.tasks.split(",") if t.strip()]
-        return DatasetSource.open(args.dataset, tasks, split_seed=args.split_seed)
-    if args.tasks is not None:
-        from taskrel.errors import ConfigError
-
-        raise ConfigError("--tasks picks tasks of a --dataset; with --data every file in the directory is an agent")
-    return FileSource.from_directory(args.data, args.loss or "squared", split_seed=args.split_seed)
+    return _report(run_synthetic(config, "sim", progress=not (args.quiet or args.json)), args)
 
 
 def _run_real(args: argparse.Namespace) -> int:
-    from taskrel.decentral.graphs import make_graph, read_graph
+    # start-up: SciPy, torch
+    from taskrel.decentral.distributed import run_spec
+    from taskrel.decentral.engines import communication_graph, open_source, run_real
     from taskrel.decentral.realdata import RealConfig
 
     config = RealConfig(
         mu=args.mu, eta=1.0 if args.eta is None else args.eta, iters=args.iters, switch=args.switch,
         estimator="neighbourhood", normalise="gershgorin", shrinkage=args.shrinkage, seed=args.seed,
     )  # fmt: skip
-    source = _source(args)
-    if args.loss is not None and args.loss != source.loss:
-        from taskrel.errors import ConfigError
-
-        raise ConfigError(f"dataset {args.dataset!r} is learned with the {source.loss} loss, not {args.loss!r}")
-    k = len(source.names)
-    if args.graph is not None:
-        adjacency = read_graph(args.graph, k)
-    else:
-        adjacency = make_graph(args.topology, k, average_degree=min(args.degree, k - 1), weights=1.0, seed=args.seed)
+    tasks = None if args.tasks is None else [t.strip() for t in args.tasks.split(",") if t.strip()]
+    source = open_source(args.dataset, args.data, tasks, args.loss, split_seed=args.split_seed)
+    adjacency = communication_graph(len(source.names), args.graph, args.topology, args.degree, args.seed)
     if args.spec is not None:
-        import json
-        from pathlib import Path
-
-        from taskrel.decentral.distributed import run_spec
-
         Path(args.spec).write_text(json.dumps(run_spec(source, adjacency, config)))
         return 0
-    if args.engine == "sim":
-        from taskrel.decentral.realdata import run_source
-
-        summary = run_source(source, adjacency, config)
-    else:
-        from taskrel.decentral.distributed import launch_real
-
-        summary = launch_real(source, adjacency, config, args.out, timeout=args.timeout)
+    summary = run_real(source, adjacency, config, args.engine, args.out, timeout=args.timeout)
     if args.out:
-        from taskrel.decentral.plots import save_learned_graph
+        from taskrel.decentral.plots import save_learned_graph  # start-up: matplotlib
 
         save_learned_graph(summary["laplacian"], source.names, args.out, title=_title(args, source))
     if args.json:
-        from taskrel.cli import emit_json
-
         emit_json(summary)
     else:
         for name, scores in summary["algorithms"].items():
-            (metric, value), = scores.items()
+            ((metric, value),) = scores.items()
             print(f"{name:>10s} {metric} {value:.4f}")
     return 0
 
@@ -152,13 +122,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.dataset is not None or args.data is not None:
         return _run_real(args)
     config = config_from_args(args)
-    if args.engine == "sim":
-        from taskrel.decentral.simulator import simulate
+    from taskrel.decentral.engines import run_synthetic  # start-up: SciPy, torch
 
-        return _report(simulate(config), args)
-    from taskrel.decentral.distributed import launch
-
-    return _report(launch(config, args.out, timeout=args.timeout), args)
+    return _report(run_synthetic(config, args.engine, args.out, timeout=args.timeout), args)
 
 
 def register(subparsers) -> None:
@@ -170,7 +136,7 @@ def register(subparsers) -> None:
     sim.set_defaults(func=_simulate)
     run = sub.add_parser("run", help="one run with real processes (one per agent, torch.distributed/gloo)")
     _add_common(run)
-    run.add_argument("--engine", choices=("dist", "sim"), default="dist")
+    run.add_argument("--engine", choices=GMRF_ENGINES, default="dist")
     run.add_argument("--timeout", type=float, default=60.0, help="seconds before a silent neighbour is an error")
     run.add_argument("--out", default=None, help="keep the agents' files (real data: and the learned graph) here")
     data = run.add_mutually_exclusive_group()

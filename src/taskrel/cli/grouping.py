@@ -1,18 +1,25 @@
-"""Sub-command `pipeline`: affinity → training groups → gain predictor → decision → serving → report."""
+"""Command `pipeline`: affinity → training groups → gain predictor → decision → serving → report."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from taskrel.choices import AFFINITY_WEIGHTINGS, EXECUTORS, PIPELINE_WEIGHTING, SAMPLINGS
+from taskrel.cli.common import (
+    add_group_batch_option,
+    add_problem_options,
+    add_weighting_options,
+    emit_json,
+    problem_from_args,
+    weighted_from_args,
+)
+from taskrel.errors import ConfigError
 from taskrel.groups import group_name
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from taskrel.cli import emit_json
-    from taskrel.errors import ConfigError
-    from taskrel.grouping.pipeline import run_pipeline
-    from taskrel.train.cli import problem_from_args, weighted_from_args
+    from taskrel.grouping.pipeline import run_pipeline  # start-up: torch, scikit-learn
 
     if args.main is not None:
         raise ConfigError("the pipeline trains groups without any one main task: --main is for taskrel train and sweep")
@@ -45,11 +52,6 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from taskrel.grouping.pipeline import AFFINITY_TEXT, WEIGHTING
-    from taskrel.grouping.sampling import SAMPLINGS
-    from taskrel.train.cli import add_group_batch_option, add_problem_options, add_weighting_options
-    from taskrel.train.executors import EXECUTORS
-
     parser = subparsers.add_parser("pipeline", help="affinity → training groups → gain predictor → selection → report")
     add_problem_options(parser)
     parser.add_argument("--train-groups", type=int, default=10, help="groups trained to fit the predictor")
@@ -65,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--address", help="address of an existing Ray cluster")
     add_group_batch_option(parser)
     parser.add_argument(
-        "--weighting", choices=sorted(AFFINITY_TEXT), default=WEIGHTING,
+        "--weighting", choices=AFFINITY_WEIGHTINGS, default=PIPELINE_WEIGHTING,
         help="how the affinity run's ETAP steps are aggregated (default: validation)",
     )  # fmt: skip
     add_weighting_options(parser, flag="--task-weighting")  # --weighting is the affinity's aggregation here

@@ -1,4 +1,4 @@
-"""Sub-commands `train`, `sweep`, `gains` and `problems`, and the `--problem` options of every command."""
+"""Commands `train`, `sweep`, `gains` and `problems`: train groups of a problem and read their runs."""
 
 from __future__ import annotations
 
@@ -6,91 +6,27 @@ import argparse
 import sys
 from pathlib import Path
 
-from taskrel.gains import GainTable
-from taskrel.problem import Problem, check_fingerprint, load_problem, registered_problems
-from taskrel.train.config import TrainConfig
-from taskrel.train.executors import EXECUTORS
-from taskrel.train.store import RunStore
-from taskrel.train.sweep import GROUP_BATCH, run_sweep
-
-TRAINING_OPTIONS = ("lr", "momentum", "batch_size", "max_steps", "patience", "patience_steps", "optimizer")
-
-
-def add_group_batch_option(parser: argparse.ArgumentParser) -> None:
-    """`--group-batch N`: the most runs trained at once as one batched model."""
-    parser.add_argument(
-        "--group-batch", type=int, default=GROUP_BATCH, metavar="N",
-        help=f"train up to N runs at once as one batched model where the problem allows (default {GROUP_BATCH}; "
-        "1: one at a time)",
-    )  # fmt: skip
-
-
-def add_problem_options(parser: argparse.ArgumentParser, training: bool = True, exclude: tuple[str, ...] = ()) -> None:
-    """`--problem SPEC` (or its alias `--dataset NAME`) and, with `training`, the training-protocol flags
-    (but those in `exclude`, where the command uses the flag for something else)."""
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument(
-        "--problem", help="a built-in name, pkg.module:attr or path/to/file.py:attr (see `taskrel problems`)"
-    )
-    which.add_argument("--dataset", dest="problem", help="a built-in dataset name (alias of --problem NAME)")
-    if not training:
-        return
-    defaults = TrainConfig()
-    group = parser.add_argument_group("training protocol (built-in problems; default: the problem's own)")
-    for name in TRAINING_OPTIONS:
-        if name in exclude:
-            continue
-        value = getattr(defaults, name)
-        group.add_argument(f"--{name.replace('_', '-')}", type=type(value), help=f"(Chemical default {value})")
-
-
-def training_options(args: argparse.Namespace) -> dict:
-    """The training-protocol flags the user gave (the others keep the problem's defaults)."""
-    return {name: getattr(args, name) for name in TRAINING_OPTIONS if getattr(args, name, None) is not None}
-
-
-def problem_from_args(args: argparse.Namespace) -> Problem:
-    return load_problem(args.problem, **training_options(args))
-
-
-def add_weighting_options(parser: argparse.ArgumentParser, flag: str = "--weighting") -> None:
-    """`--weighting METHOD` (or `flag`, where a command uses that name otherwise), `--main TASK` and
-    `--meta-data`: every run of two or more tasks weighted (`weighted_from_args`)."""
-    from taskrel.weighting.weighted import META_DATA, WEIGHTINGS
-
-    group = parser.add_argument_group("task weighting (default: the sum of the task losses)")
-    group.add_argument(flag, dest="task_weighting", choices=WEIGHTINGS, metavar="METHOD",
-                       help=f"weight the tasks of every run of 2+ tasks by METHOD ({', '.join(WEIGHTINGS)})")
-    group.add_argument("--main", metavar="TASK",
-                       help="auxiliary learning: the main task (early stopping watches it; auxinash and gcs need it)")
-    group.add_argument("--meta-data", choices=META_DATA, default="train",
-                       help="auxinash: the main task's meta batches from training rows (default) or from the "
-                       "validation rows early stopping watches")  # fmt: skip
-
-
-def weighted_from_args(problem: Problem, args: argparse.Namespace) -> Problem:
-    """`problem`, weighted as `--weighting` / `--main` / `--meta-data` ask (`taskrel.weighting.weighted`)."""
-    from taskrel.errors import ConfigError
-    from taskrel.weighting.weighted import WeightedProblem, WeightingSpec
-
-    if args.task_weighting is None:
-        if args.main is not None:
-            raise ConfigError("--main names the main task of a weighting: give the weighting too")
-        return problem
-    return WeightedProblem(problem, WeightingSpec(args.task_weighting, args.main, meta=args.meta_data))
+from taskrel.choices import EXECUTORS
+from taskrel.cli.common import (
+    add_group_batch_option,
+    add_problem_options,
+    add_weighting_options,
+    emit_json,
+    problem_from_args,
+    weighted_from_args,
+)
+from taskrel.groups import ordered, parse_group
+from taskrel.problems.registry import load_problem, registered_problems
 
 
 def _train(args: argparse.Namespace) -> int:
-    from taskrel.cli import emit_json
-    from taskrel.groups import ordered, parse_group
-
     problem = weighted_from_args(problem_from_args(args), args)
     group = ordered(parse_group(args.group, problem.tasks, "--group"), problem.tasks)
     preferences = None
     if args.task_weighting is None:
         result = problem.train(group, args.seed)
     else:
-        from taskrel.weighting.weighted import train_weighted
+        from taskrel.weighting.weighted import train_weighted  # start-up: torch
 
         run = train_weighted(problem.problem, group, args.seed, problem.spec)
         result, preferences = run.result, run.final_preferences
@@ -125,7 +61,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from taskrel.cli import emit_json
+    from taskrel.train.sweep import run_sweep  # start-up: the sweep's engines
 
     report = run_sweep(
         weighted_from_args(problem_from_args(args), args),
@@ -165,12 +101,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _gains(args: argparse.Namespace) -> int:
-    from taskrel.cli import emit_json
+    from taskrel.gains import GainTable  # start-up: pandas
 
-    problem = load_problem(args.problem)
-    with RunStore.open(args.store, check_fingerprint(problem).get("name", "problem")) as store:
-        runs = [(r.group, r.seed, r.val_loss, r.test_loss) for r in store.records("done")]
-    table = GainTable.from_runs(runs, problem.tasks, split=args.split)
+    table = GainTable.from_store(args.store, load_problem(args.problem), split=args.split)
     out = table.mean() if args.mean else table.frame
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,8 +120,6 @@ def _gains(args: argparse.Namespace) -> int:
 
 
 def _problems(args: argparse.Namespace) -> int:
-    from taskrel.cli import emit_json
-
     names = registered_problems()
     if args.json:
         emit_json(names)

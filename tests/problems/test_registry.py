@@ -10,12 +10,13 @@ import pytest
 from taskrel import gradients
 from taskrel.affinity import EtapAffinity, PtgTransferGain, TagAffinity
 from taskrel.errors import ConfigError, DataError
-from taskrel.problem import GroupResult, check_result, load_problem, problem_spec, registered_problems
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.protocol import GroupResult, check_result
+from taskrel.problems.registry import load_problem, problem_spec, registered_problems
+from taskrel.problems.torch_problem import TorchProblem
 
 HERE = Path(__file__).resolve().parent
-SPEC = f"{HERE / 'user_problems.py'}"
-RESULTS = HERE.parent / "benchmarks" / "results"
+SPEC = f"{HERE.parent / 'user_problems.py'}"
+RESULTS = HERE.parents[1] / "benchmarks" / "results"
 
 
 def test_specs_resolve_builtins_files_and_modules():
@@ -57,7 +58,7 @@ def test_results_are_checked_against_the_group():
         check_result(GroupResult({"a": 1.0, "b": 2.0}, {"a": 1.5}), ["a", "b"], "train")
     with pytest.raises(DataError, match="non-finite val_loss"):
         check_result(GroupResult({"a": float("nan")}, {"a": 1.0}), ["a"], "train")
-    with pytest.raises(DataError, match=r"expected a taskrel\.problem\.GroupResult"):
+    with pytest.raises(DataError, match=r"expected a taskrel\.problems\.GroupResult"):
         check_result({"val_loss": {}}, ["a"], "train")
 
 

@@ -16,7 +16,7 @@ from taskrel.data.single import SingleInputDataset
 from taskrel.errors import ConfigError
 from taskrel.models.forecast import window_forecaster
 from taskrel.models.multitask import MultiTaskModel
-from taskrel.torch_problem import TorchProblem
+from taskrel.problems.torch_problem import TorchProblem
 from taskrel.train.config import TrainConfig
 
 

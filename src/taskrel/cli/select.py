@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from taskrel.cli import emit_json
+from taskrel.choices import DEFAULT_RESOURCE, SELECTION_RULES
+from taskrel.cli.common import emit_json
 from taskrel.errors import ConfigError, InfeasibleError
-from taskrel.select.compact import PairwiseProblem
-from taskrel.select.problem import DEFAULT_RESOURCE, Constraints, GroupingProblem, Selection
-from taskrel.select.scores import RULES, read_matrix_csv
+
+if TYPE_CHECKING:
+    from taskrel.select.candidates import Selection
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -38,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--table", metavar="FILE.csv", help="long table candidate,task,value[,cost]")
     source.add_argument("--pairwise", metavar="MATRIX.csv", help="pairwise matrix S[source, target]")
     parser.add_argument("--sense", choices=("max", "min"), default="max", help="maximise gains or minimise losses")
-    parser.add_argument("--rule", choices=RULES, default="ptg", help="group score from a pairwise matrix")
+    parser.add_argument("--rule", choices=SELECTION_RULES, default="ptg", help="group score from a pairwise matrix")
     count = parser.add_mutually_exclusive_group()
     count.add_argument("--max-groups", type=int, metavar="K", help="at most K groups")
     count.add_argument("--groups", type=int, metavar="K", help="exactly K groups")
@@ -74,6 +76,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # start-up: pandas and SciPy's HiGHS, when a selection runs
+    from taskrel.select.candidates import Constraints
+    from taskrel.select.compact import PairwiseProblem
+    from taskrel.select.program import GroupingProblem
+    from taskrel.select.scores import read_matrix_csv
+
     constraints = Constraints(
         max_groups=args.max_groups,
         n_groups=args.groups,

@@ -25,7 +25,7 @@ from taskrel.errors import ConfigError
 from taskrel.groups import ordered
 from taskrel.models import mlp_model
 from taskrel.models.multitask import MultiTaskModel, mlp_trunk
-from taskrel.problem import attempt, check_task_names
+from taskrel.problems.protocol import attempt, check_task_names
 from taskrel.train.batched import train_runs
 from taskrel.train.callbacks import Callback
 from taskrel.train.config import TrainConfig

@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 
-from taskrel.report.plots import heatmap
+from taskrel.plots import heatmap
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -28,7 +28,7 @@ import matplotlib
 matplotlib.use("svg")
 import matplotlib.pyplot as plt
 plt.figure()
-from taskrel.report.plots import heatmap
+from taskrel.plots import heatmap
 heatmap([[1.0, -1.0], [-1.0, 1.0]], ["a", "b"], r"{tmp_path / 'h.png'}")
 assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
 assert plt.get_fignums() == [1], plt.get_fignums()
