@@ -18,8 +18,8 @@ import warnings
 
 import numpy as np
 
-from taskrel.weighting import NearStationaryWarning
 from taskrel.choices import TOY_META_LR
+from taskrel.weighting import NearStationaryWarning
 from taskrel.weighting.toy import TASKS, toy_data, train_toy
 
 from common import write_result

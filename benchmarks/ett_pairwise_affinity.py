@@ -27,9 +27,9 @@ import numpy as np
 from scipy import stats
 
 from taskrel.affinity import AffinityMatrix, EtapAffinity
-from taskrel.problems.builtin import ett
 from taskrel.data.ett import ETT_TASKS
 from taskrel.gains import GainTable
+from taskrel.problems.builtin import ett
 
 from common import RESULTS, save_affinity_means, write_result
 

@@ -17,6 +17,7 @@ import numpy as np
 from taskrel.affinity import AffinityMatrix
 from taskrel.data import CHEMICAL_TASKS
 from taskrel.gains import GainTable
+from taskrel.plots import scatter
 from taskrel.predict import PREDICTORS, EtapPredictor
 from taskrel.predict.evaluation import (
     draw_training,
@@ -25,7 +26,6 @@ from taskrel.predict.evaluation import (
     selection_benchmark,
     split_groups,
 )
-from taskrel.plots import scatter
 
 from common import RESULTS, correlation_curves, etap_with_other_affinities, write_result
 

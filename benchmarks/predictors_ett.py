@@ -20,9 +20,9 @@ import argparse
 from taskrel.affinity import AffinityMatrix
 from taskrel.data.ett import ETT_TASKS
 from taskrel.gains import GainTable
+from taskrel.plots import grouped_bars
 from taskrel.predict import PREDICTORS
 from taskrel.predict.evaluation import evaluate_predictors, pairwise_correlation, selection_benchmark
-from taskrel.plots import grouped_bars
 
 from common import RESULTS, correlation_curves, etap_with_other_affinities, write_result
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from taskrel.problems.builtin import ETT_CONFIG
 from taskrel.data.ett import ETT_TASKS, load_ett
 from taskrel.errors import ConfigError
+from taskrel.problems.builtin import ETT_CONFIG
 from taskrel.problems.registry import load_problem
 from taskrel.problems.torch_problem import TorchProblem
 
