@@ -1,12 +1,13 @@
-"""The pipeline on problems with many tasks — Landmine (29), Parkinsons (42), School (139) — against STL, ALL
-and the best of Ayman et al.'s random partitions.
+"""The pipeline on problems with many tasks — Landmine (29), Parkinsons (42), School (139) and a user's
+45-task image problem (`digit_pairs.py`) — against STL, ALL and the best of a set of random partitions.
 
 Per problem and training seed s (every run of that repeat uses seed s; one run store per problem):
 - taskrel: `run_pipeline` as a user calls it (default step caps, 10 training groups) at K = 3 new
   groups (the recommended setting, reported as ``selected``) and K = 10 (same training groups and
   affinity, copied over);
-- random partitions: the first `--partitions` of ``ayman2023/partitions/<Problem>_Random_Task_Groups.csv``,
-  every group trained; the partition with the lowest total validation loss is scored on test;
+- random partitions: the first `--partitions` of ``ayman2023/partitions/<Problem>_Random_Task_Groups.csv``
+  (digit pairs: as many drawn with seed 0, each into a uniform number of 2 … 10 non-empty groups), every
+  group trained; the partition with the lowest total validation loss is scored on test;
 - STL, one all-task model (ALL) and the default D (the better of the two on validation).
 Totals are sums of per-task test losses; ``per_task_ratio`` is the mean over tasks of L(t) / L_STL(t).
 Results are written after every (problem, seed), so an interrupted run continues with the same command.
@@ -34,10 +35,15 @@ from taskrel.problems.registry import load_problem
 from common import command, write_result
 
 PARTITION_FILES = {"landmine": "Landmine", "parkinsons": "Parkinsons", "school": "School"}
+#: Problem specs by benchmark name: the built-ins, and a user's problem defined in a file beside this one.
+PROBLEMS = {name: name for name in PARTITION_FILES}
+PROBLEMS["digit-pairs"] = f"{Path(__file__).resolve().parent / 'digit_pairs.py'}:problem"
 
 
 def partitions(name: str, count: int, tasks: list[str]) -> list[list[frozenset[str]]]:
-    """The first `count` random partitions of Ayman et al. for problem `name`, as groups of task names."""
+    """The first `count` random partitions of Ayman et al. for problem `name` (else drawn), as groups of task names."""
+    if name not in PARTITION_FILES:
+        return drawn_partitions(count, tasks)
     path = data_root() / "ayman2023" / "partitions" / f"{PARTITION_FILES[name]}_Random_Task_Groups.csv"
     frame = pd.read_csv(path)
     out = []
@@ -49,13 +55,25 @@ def partitions(name: str, count: int, tasks: list[str]) -> list[list[frozenset[s
     return out
 
 
+def drawn_partitions(count: int, tasks: list[str], seed: int = 0) -> list[list[frozenset[str]]]:
+    """`count` random partitions: each a uniform number of 2 … 10 groups, tasks assigned uniformly, no group empty."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < count:
+        k = int(rng.integers(2, 11))
+        labels = rng.integers(0, k, len(tasks))
+        if len(set(labels.tolist())) == k:
+            out.append([frozenset(t for t, g in zip(tasks, labels, strict=True) if g == i) for i in range(k)])
+    return out
+
+
 def losses(result, model: dict[str, str], split: str) -> dict[str, float]:
     means = result.table.mean().set_index(["group", "task"])
     return {t: float(means.loc[(g, t), f"{split}_loss"]) for t, g in model.items()}
 
 
 def one_repeat(name: str, seed: int, args: argparse.Namespace) -> dict:
-    problem = load_problem(name)
+    problem = load_problem(PROBLEMS[name])
     tasks = list(problem.tasks)
     root = Path(args.out) / name
     store = root / "runs.db"
@@ -125,7 +143,7 @@ def summary(repeats: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", nargs="+", default=["landmine", "parkinsons", "school"], choices=PARTITION_FILES)
+    parser.add_argument("--problems", nargs="+", default=["landmine", "parkinsons", "school"], choices=PROBLEMS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--partitions", type=int, default=50, help="random partitions of Ayman et al. to train")
     parser.add_argument("--out", default="runs/many")
@@ -145,6 +163,8 @@ def main() -> None:
             results[name]["command"] = command()
             print(name, seed, json.dumps({k: round(v["total_test_loss"], 4) for k, v in entry.items()
                                           if isinstance(v, dict) and "total_test_loss" in v}), flush=True)  # fmt: skip
+            latest = json.loads(results_file.read_text()).get("results", {}) if results_file.exists() else {}
+            results = {**latest, name: results[name]}  # another run of this script may have added problems
             write_result("pipeline_many_tasks", {"results": results})
 
 
