@@ -17,10 +17,11 @@ import argparse
 import numpy as np
 
 from taskrel.affinity import AffinityMatrix
-from taskrel.data.published import STANDLEY_TASKS, standley_problem, tag_matrix
+from taskrel.data.published import STANDLEY_TASKS, tag_matrix
 from taskrel.gains import GainTable
 from taskrel.predict import PREDICTORS
 from taskrel.predict.evaluation import evaluate_predictors
+from taskrel.select.published import standley_problem
 
 from common import RESULTS, correlation_curves, write_result
 

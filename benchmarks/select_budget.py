@@ -16,8 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from taskrel.data.published import mtgnet_problem, standley_problem
 from taskrel.select.baselines import beam_search, standley_branch_and_bound
+from taskrel.select.published import mtgnet_problem, standley_problem
 
 from common import RESULTS, write_result
 

@@ -16,8 +16,8 @@ import argparse
 import math
 import time
 
-from taskrel.data.published import mtgnet_problem, tag_problem
 from taskrel.select.baselines import beam_search, tag_exhaustive
+from taskrel.select.published import mtgnet_problem, tag_problem
 
 from common import write_result
 

@@ -117,6 +117,16 @@ def test_nothing_in_the_library_imports_the_command_line():
     assert offenders == []
 
 
+def test_the_data_and_models_import_no_stage_of_the_workflow():
+    low = ("taskrel.data", "taskrel.models", "taskrel.plots", "taskrel.groups", "taskrel.errors", "taskrel.choices")
+    stages = ("affinity", "predict", "select", "grouping", "weighting", "decentral", "train", "problems", "cli")
+    offenders = sorted(
+        f"{m} -> {t}" for m, targets in _graph().items() if m.startswith(low)
+        for t in targets if t.split(".")[1:2] and t.split(".")[1] in stages
+    )  # fmt: skip
+    assert offenders == []
+
+
 def test_imports_inside_functions_are_optional_dependencies_or_say_their_start_up_cost():
     offenders = []
     for name, path in MODULES.items():

@@ -1,4 +1,4 @@
-"""Published tables of measured group performance, turned into selection problems.
+"""Published tables of measured group performance (`taskrel.select.published` turns them into selection problems).
 
 - Standley et al. 2020 (``standley2020_taskonomy/``): per-task losses of every one of the 31
   groups of 5 Taskonomy tasks, plus five half-size single-task networks (cost 0.5; full-size
@@ -25,17 +25,12 @@ import pandas as pd
 
 from taskrel.data.location import data_file
 from taskrel.errors import ConfigError, DataError, NonFiniteError, ShapeError
-from taskrel.groups import group_name
-from taskrel.select.candidates import Candidate, Constraints
-from taskrel.select.program import GroupingProblem
-from taskrel.select.scores import pairwise_candidates
 
 #: Standley's Task Set 1, in the files' column order (semantic segmentation, depth, surface normals,
 #: SURF keypoints, Canny edges; letters s, d, n, k, t).
 STANDLEY_TASKS = ("segmentation", "depth", "normals", "keypoints", "edges")
 STANDLEY_SETTINGS = {"small": "results", "large": "results_large", "small_data": "results_small_data"}
 STANDLEY_EARLY = {"small": "_20", "large": "_20", "small_data": "_at4"}
-HALF_SIZE_COST = 0.5
 
 ETTM1_TASKS = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
 MIMIC27_TASKS = (
@@ -76,14 +71,14 @@ def _choice(value: str, allowed: Sequence[str], what: str) -> None:
         raise ConfigError(f"unknown {what} {value!r}; use one of {list(allowed)}")
 
 
-def standley_problem(
+def standley_table(
     setting: str = "small", split: str = "val", data_dir: str | os.PathLike | None = None
-) -> GroupingProblem:
-    """Standley's network-selection table as a loss-minimisation problem (every task covered).
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Standley's network-selection table: the half-size single-task losses, and per group its members' losses.
 
-    Candidates: ``half:<task>`` (half-size single-task network, cost 0.5) and one full-size network
-    per group, id = canonical group name (cost 1). ``split``: ``"val"`` (selection), ``"test"``
-    (scoring) or ``"early"`` (the early-stopped table Standley's ESA baseline selects on).
+    ``split``: ``"val"`` (selection), ``"test"`` (scoring) or ``"early"`` (the early-stopped table
+    Standley's ESA baseline selects on). Tasks are `STANDLEY_TASKS`; a group's members are the tasks
+    with a loss on its line.
     """
     _choice(setting, list(STANDLEY_SETTINGS), "Standley setting")
     _choice(split, ["val", "test", "early"], "split")
@@ -93,7 +88,7 @@ def standley_problem(
     lines = path.read_text().splitlines()
     if len(lines) != 32:
         raise DataError(f"{path}: expected 32 lines (half-size singles + 31 groups), found {len(lines)}")
-    candidates = []
+    rows = []
     for number, line in enumerate(lines, start=1):
         fields = line.split("\t")
         if len(fields) != len(STANDLEY_TASKS):
@@ -105,17 +100,13 @@ def standley_problem(
                     values[task] = float(text)
                 except ValueError:
                     raise DataError(f"{path}: line {number}: {task} loss {text!r} is not a number") from None
-        if number == 1:
-            if len(values) != len(STANDLEY_TASKS):
-                raise DataError(f"{path}: line 1 must give all five half-size single-task losses")
-            candidates += [
-                Candidate(f"half:{t}", frozenset([t]), {t: v}, {"cost": HALF_SIZE_COST}) for t, v in values.items()
-            ]
-        else:
-            candidates.append(Candidate(group_name(values, STANDLEY_TASKS), frozenset(values), values, {"cost": 1.0}))
-    if len({c.id for c in candidates}) != len(candidates):
+        rows.append(values)
+    if len(rows[0]) != len(STANDLEY_TASKS):
+        raise DataError(f"{path}: line 1 must give all five half-size single-task losses")
+    groups = rows[1:]
+    if len({frozenset(g) for g in groups}) != len(groups):
         raise DataError(f"{path}: a group appears on two lines")
-    return GroupingProblem(STANDLEY_TASKS, tuple(candidates), "min", Constraints())
+    return rows[0], groups
 
 
 def _numeric_table(path, sep: str | None, columns: int) -> np.ndarray:
@@ -147,23 +138,6 @@ def mtgnet_table(
     if not np.isin(masks, (0, 1)).all() or (masks.sum(axis=1) == 0).any():
         raise DataError(f"{mask_path}: rows must be non-empty 0/1 membership masks")
     return tasks, masks.astype(bool), gains
-
-
-def mtgnet_problem(dataset: str, split: str = "val", data_dir: str | os.PathLike | None = None) -> GroupingProblem:
-    """An MTG-Net gain table as a gain-maximisation problem, in MTG-Net's convention.
-
-    Every group costs 1 network; a task no chosen group serves keeps its single-task model
-    (``cover=False``, gain 0), and single-task groups have gain 0. Candidate ids are canonical
-    group names. ``split``: ``"val"``, ``"test"`` or ``"hoa"`` (estimate from validation pairs).
-    """
-    tasks, masks, gains = mtgnet_table(dataset, split, data_dir)
-    candidates = {}
-    for mask, row in zip(masks, gains, strict=True):
-        members = [t for t, m in zip(tasks, mask, strict=True) if m]
-        values = {t: float(v) for t, v, m in zip(tasks, row, mask, strict=True) if m}
-        candidate = Candidate(group_name(members, tasks), frozenset(members), values)
-        candidates.setdefault(candidate.id, candidate)
-    return GroupingProblem(tasks, tuple(candidates.values()), "max", Constraints(cover=False))
 
 
 def mtgnet_pair_matrix(
@@ -205,21 +179,6 @@ def tag_matrix(
     if not np.isfinite(recipient_source).all():
         raise NonFiniteError(f"{path}: non-finite entry")
     return tasks, recipient_source.T.copy()
-
-
-def tag_problem(dataset: str, kind: str = "affinity", data_dir: str | os.PathLike | None = None) -> GroupingProblem:
-    """Every group of a TAG matrix as candidates, scored as TAG's notebooks score them.
-
-    Affinity / cosine: the ``"tag"`` rule (mean incoming affinity from the other members, maximise;
-    singletons 0, and TAG never uses them: ``min_size=2``). Pairwise measurements: Standley's
-    ``"hoa"`` rule (maximise CelebA accuracy, minimise Taskonomy loss). Every task must be covered.
-    """
-    tasks, matrix = tag_matrix(dataset, kind, data_dir)
-    if kind == "pairwise":
-        sense = "max" if dataset == "celeba" else "min"
-        return GroupingProblem(tuple(tasks), tuple(pairwise_candidates(matrix, tasks, "hoa")), sense, Constraints())
-    candidates = pairwise_candidates(matrix, tasks, "tag")
-    return GroupingProblem(tuple(tasks), tuple(candidates), "max", Constraints(min_size=2))
 
 
 def random_partitions(dataset: str, data_dir: str | os.PathLike | None = None) -> list[list[list[str]]]:

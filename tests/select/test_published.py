@@ -5,14 +5,10 @@ import itertools
 import numpy as np
 import pytest
 
-from taskrel.data.published import (
-    mtgnet_problem,
-    random_partitions,
-    standley_problem,
-    tag_problem,
-)
+from taskrel.data.published import random_partitions
 from taskrel.errors import ConfigError
 from taskrel.select.baselines import standley_branch_and_bound, tag_exhaustive
+from taskrel.select.published import mtgnet_problem, standley_problem, tag_problem
 
 
 def _reference_selection(val, budget):
