@@ -5,7 +5,15 @@ repeat: STL, ALL, training groups, chosen groups and the random partitions' grou
 loss of: ALL; STL; each task on STL or ALL, whichever has its lower validation loss; each task on the
 model with its lowest validation loss (no significance test); each task on its best model on test (the
 oracle, not reachable); and `serve` (the per-row evidence rule). Also the number of tasks whose test
-loss is higher on ALL than on STL. The JSON is named after the problem's fingerprint name.
+loss is higher on ALL than on STL, and the median number of validation rows per task. The JSON is
+named after the problem's fingerprint name.
+
+Looser serving rules, to see whether `serve` leaves measurable gains on the table: each task moves off D
+to the model with the largest mean validation improvement among those whose paired per-row t statistic
+(L_D − L_G over the task's validation rows) exceeds c, for c in `THRESHOLDS` (no check rows; c = 0 keeps
+every improvement); and c chosen by `FOLDS`-fold cross-validation over each task's rows (the rule is
+applied on the other folds, scored on the held-out fold), taken only if its held-out improvement over D
+is significant (the z-test of `total_p`, level 0.05), else D.
 
     cd benchmarks && PYTHONPATH=../src python serving_replay.py --problem landmine --store ../runs/many/landmine/runs.db
 """
@@ -14,11 +22,67 @@ from __future__ import annotations
 
 import argparse
 
-from taskrel.grouping.decision import serve
+import numpy as np
+
+from taskrel.grouping.decision import ALPHA, default_models, serve, total_p
 from taskrel.grouping.runs import Runs
 from taskrel.problems.registry import load_problem
 
 from common import write_result
+
+THRESHOLDS = (0.0, 1.0, 2.0, 3.0)
+FOLDS = 5
+
+
+def t_statistic(d: np.ndarray) -> float:
+    spread = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+    if spread == 0.0:
+        return np.inf if d.mean() > 0 else -np.inf
+    return float(d.mean() / (spread / np.sqrt(len(d))))
+
+
+def threshold_pick(differences: dict[str, np.ndarray], rows: np.ndarray, c: float) -> str | None:
+    """The model with the largest mean improvement over D on `rows` among those with t > c (None: stay)."""
+    best = None
+    for group, d in differences.items():
+        if t_statistic(d[rows]) > c and (best is None or d[rows].mean() > best[1]):
+            best = (group, float(d[rows].mean()))
+    return best[0] if best else None
+
+
+def threshold_rules(table, rows, test, tasks: list[str], seed: int) -> dict:
+    """Test totals of the threshold rules and of the cross-validated threshold (module docstring)."""
+    _, models = default_models(table, rows)
+    trained = list(dict.fromkeys(table.frame["group"]))
+    differences = {t: {g: rows[(models[t], t)] - rows[(g, t)] for g in trained
+                       if g != models[t] and (g, t) in rows} for t in tasks}  # fmt: skip
+
+    def total(c: float) -> float:
+        served = {t: threshold_pick(differences[t], np.arange(len(rows[(models[t], t)])), c) or models[t]
+                  for t in tasks}  # fmt: skip
+        return float(sum(test[(served[t], t)] for t in tasks))
+
+    held_out = {c: [] for c in THRESHOLDS}
+    for i, t in enumerate(tasks):
+        n = len(rows[(models[t], t)])
+        fold = np.random.default_rng([seed, i]).permutation(n) % FOLDS
+        for c in THRESHOLDS:
+            scored = np.zeros(n)
+            for f in range(FOLDS):
+                group = threshold_pick(differences[t], np.flatnonzero(fold != f), c)
+                if group is not None:
+                    scored[fold == f] = differences[t][group][fold == f]
+            held_out[c].append(scored)
+    estimate = {c: float(sum(h.mean() for h in held_out[c])) for c in THRESHOLDS}
+    chosen = max(THRESHOLDS, key=estimate.__getitem__)
+    p = total_p(held_out[chosen])
+    return {
+        **{f"threshold_{c:g}": total(c) for c in THRESHOLDS},
+        "cross_validated_threshold": {
+            "c": chosen, "held_out_improvement": estimate[chosen], "p": p, "accepted": bool(p < ALPHA),
+            "test": total(chosen) if p < ALPHA else float(sum(test[(models[t], t)] for t in tasks)),
+        },
+    }  # fmt: skip
 
 
 def replay(problem, store: str, seed: int) -> dict:
@@ -30,11 +94,14 @@ def replay(problem, store: str, seed: int) -> dict:
     val, test = means["val_loss"], means["test_loss"]
     options = {t: [g for g, u in means.index if u == t] for t in tasks}
     serving = serve(table, rows, seed=seed)
+    default_name, default = default_models(table, rows)
     return {
         "seed": seed,
         "models": int(table.frame["group"].nunique()),
+        "validation_rows_per_task_median": float(np.median([len(rows[(t, t)]) for t in tasks])),
         "all": float(sum(test[(everything, t)] for t in tasks)),
         "stl": float(sum(test[(t, t)] for t in tasks)),
+        "default": {"name": default_name, "test": float(sum(test[(default[t], t)] for t in tasks))},
         "stl_or_all_by_validation": float(sum(test[(min((t, everything), key=lambda g: val[(g, t)]), t)]
                                               for t in tasks)),
         "tasks_worse_on_all_than_stl": int(sum(test[(everything, t)] > test[(t, t)] for t in tasks)),
@@ -42,6 +109,7 @@ def replay(problem, store: str, seed: int) -> dict:
         "test_oracle": float(sum(min(test[(g, t)] for g in options[t]) for t in tasks)),
         "serve": float(sum(test[(g, t)] for t, g in serving.models().items())),
         "serve_text": serving.text,
+        **threshold_rules(table, rows, test, tasks, seed),
     }
 
 

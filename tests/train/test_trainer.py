@@ -133,3 +133,28 @@ def test_early_stopping_watches_the_first_validation_rows_and_reports_the_others
     assert result.val_loss["80"] == pytest.approx(float(rows[k:].mean()), rel=1e-5)
     assert trainer.evaluate("stop")[0]["80"] == pytest.approx(float(rows[:k].mean()), rel=1e-5)
     assert len(result.val_rows["80"]) == len(part) - k
+
+
+def _stepwise_epochs(sizes, batch_size, seed, epochs):
+    """Reference: each task's rows from a queue refilled with a fresh permutation whenever it runs short."""
+    rng, queues, out = np.random.default_rng(seed), [[] for _ in sizes], []
+    for _ in range(epochs):
+        remaining = max(sizes)
+        while remaining > 0:
+            count = min(batch_size, remaining)
+            remaining -= count
+            step = []
+            for k, size in enumerate(sizes):
+                while len(queues[k]) < count:
+                    queues[k] += rng.permutation(size).tolist()
+                step.append(queues[k][:count])
+                queues[k] = queues[k][count:]
+            out.append(step)
+    return out
+
+
+@pytest.mark.parametrize("sizes", [[8, 8, 8], [7], [10, 4], [5, 9, 9]])
+def test_batch_plan_draws_the_rows_of_a_step_by_step_queue(sizes):
+    plan = BatchPlan(sizes, batch_size=3, rng=np.random.default_rng(7))
+    drawn = [np.asarray(step).tolist() for _ in range(3) for step in plan.epoch()]
+    assert drawn == _stepwise_epochs(sizes, 3, 7, 3)
