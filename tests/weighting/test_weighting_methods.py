@@ -291,3 +291,27 @@ def test_auxinash_learns_the_preferences_of_the_tasks_that_bargained_while_one_s
     assert method.last_hypergradient[2] == 0 and method.last_hypergradient[:2].all()  # no signal from the idle task
     assert np.isfinite(method.preferences).all() and method.preferences[:2] != pytest.approx([1.0, 1.0])
     assert method.preferences.sum() == pytest.approx(3.0)
+
+
+def test_gradient_norms_and_update_history_record_each_tasks_shared_gradient():
+    from taskrel.weighting.weighted import UpdateHistory
+
+    model, losses = problem(3)
+    method = NashMTL(TASKS)
+    history = UpdateHistory(method, every=2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    for _ in range(6):
+        current = losses()
+        expected = [float(flat_shared(model, g).norm()) for g in per_task_gradients(model, current)]
+        optimizer.zero_grad()
+        coefficients = method.backward(current, model.shared_parameters())
+        assert method.gradient_norms == pytest.approx(expected, rel=1e-10)
+        history.on_step(None)
+        if method.step % 2 == 0:
+            assert history.coefficients[-1] == pytest.approx(coefficients.tolist())
+            assert history.gradient_norms[-1] == pytest.approx(expected, rel=1e-10)
+        optimizer.step()
+    assert history.steps == [2, 4, 6]
+    parts = np.abs(np.asarray(history.coefficients)) * np.asarray(history.gradient_norms)
+    assert history.shares() == pytest.approx(parts / parts.sum(axis=1, keepdims=True))
+    assert LinearScalarisation(TASKS).gradient_norms is None

@@ -57,6 +57,8 @@ class WeightingMethod:
         self.update_every = int(update_every)
         self.step = 0
         self.weights: np.ndarray | None = None
+        #: ‖g_i‖ on the shared parameters at the last refresh of the coefficients (None: not computed).
+        self.gradient_norms: np.ndarray | None = None
 
     @property
     def n_tasks(self) -> int:
@@ -99,6 +101,8 @@ class WeightingMethod:
             if self.needs_gradients and grads is None:
                 grads = task_gradients(losses, shared, names=self.tasks)
             gram_matrix = gram(grads).cpu().numpy() if self.needs_gradients else None
+            if gram_matrix is not None:
+                self.gradient_norms = np.sqrt(np.maximum(np.diag(gram_matrix), 0.0))
             self.weights = self.combine(gram_matrix)
             self._extra_step(losses, shared, grads)
         coefficients = torch.from_numpy(self.weights)

@@ -151,15 +151,45 @@ class PreferenceHistory(Callback):
         self._record()
 
 
+class UpdateHistory(Callback):
+    """Records, every `every` steps, a method's coefficients c and its tasks' gradient norms ‖g_i‖ on the
+    shared parameters (methods that compute per-task gradients).
+
+    ``steps[i]`` is the method's step count when ``coefficients[i]`` and ``gradient_norms[i]`` were read;
+    `shares` gives each task's part c_i‖g_i‖ / Σ_j c_j‖g_j‖ of the shared update's magnitude.
+    """
+
+    def __init__(self, method: WeightingMethod, every: int = 25) -> None:
+        self.method, self.every = method, int(every)
+        self.steps: list[int] = []
+        self.coefficients: list[list[float]] = []
+        self.gradient_norms: list[list[float]] = []
+
+    def on_step(self, ctx: StepContext) -> None:
+        method = self.method
+        if method.step % self.every == 0 and method.weights is not None and method.gradient_norms is not None:
+            self.steps.append(method.step)
+            self.coefficients.append(method.weights.tolist())
+            self.gradient_norms.append(method.gradient_norms.tolist())
+
+    def shares(self) -> np.ndarray:
+        """(records, K) shares of the update's magnitude, each row summing to 1."""
+        parts = np.abs(np.asarray(self.coefficients)) * np.asarray(self.gradient_norms)
+        return parts / np.maximum(parts.sum(axis=1, keepdims=True), 1e-300)
+
+
 @dataclass
 class WeightedRun:
-    """One run: its result, the method that weighted it (None for a group of one) and AuxiNash's
-    preference history (empty otherwise); `seconds_per_step` is the run's training time per step."""
+    """One run: its result, the method that weighted it (None for a group of one), AuxiNash's
+    preference history (None for other methods), the coefficients and gradient norms over training
+    (`UpdateHistory`; None for methods without per-task gradients); `seconds_per_step` is the run's
+    training time per step."""
 
     result: GroupResult
     method: WeightingMethod | None
     history: PreferenceHistory | None
     seconds_per_step: float
+    updates: UpdateHistory | None = None
 
     @property
     def final_preferences(self) -> dict[str, float] | None:
@@ -198,7 +228,8 @@ def train_weighted(
             raise ConfigError(f"meta={spec.meta!r} needs a TorchProblem; a user's loop provides its own meta loss")
         method = spec.build(group, seed, MissingMetaLoss(str(check_fingerprint(problem).get("name", "problem"))))
     history = PreferenceHistory(method) if isinstance(method, AuxiNash) else None
-    hooks = [*callbacks, *([history] if history is not None else [])]
+    updates = UpdateHistory(method) if method.needs_gradients else None
+    hooks = [*callbacks, *[h for h in (history, updates) if h is not None]]
     if own_trainer:
         trainer = problem.trainer(group, seed, callbacks=hooks, weighting=method,
                                   monitor=None if spec.main is None else [spec.main])  # fmt: skip
@@ -207,7 +238,7 @@ def train_weighted(
         result = trainer.fit()
     else:
         result = problem.train(group, seed, callbacks=hooks, weighting=method)
-    return WeightedRun(result, method, history, _per_step(result, started))
+    return WeightedRun(result, method, history, _per_step(result, started), updates)
 
 
 def _trains_itself(problem: Problem) -> bool:
