@@ -145,12 +145,46 @@ def test_served_validation_loss_is_never_above_stl_or_all(stl, everything, first
 def test_a_task_moves_only_on_evidence():
     rng = np.random.default_rng(0)
     stl, everything = [1.0] * 5, [0.9] * 5  # D = ALL
-    table, rows = table_with_rows(stl, everything, [("a|b", [0.5, 0.9])], 200, rng, noise=0.05)
+    table, rows = table_with_rows(stl, everything, [("a|b|c", [0.5, 1.2, 1.2])], 200, rng, noise=0.05)
     serving = serve(table, rows)
     assert serving.default == "ALL" and serving.accepted
-    assert serving.tasks["a"].model == "a|b" and serving.tasks["a"].moved  # far better on every row
-    assert serving.tasks["b"].model == EVERYTHING  # the same loss: no evidence, stays on D
-    assert "p =" in serving.tasks["a"].evidence
+    assert serving.tasks["a"].model == "a|b|c" and serving.tasks["a"].moved  # far better on every row
+    assert serving.tasks["b"].model == EVERYTHING  # worse in the group: stays on D (so does the group as a whole)
+    assert "p =" in serving.tasks["a"].evidence and "moved with its group" not in serving.tasks["a"].evidence
+
+
+def test_a_group_better_for_its_members_together_serves_them_all():
+    """Each member gains 0.05 ± 0.3 per row: too little for its own rows, significant over the group's."""
+    n, group = 120, "a|b|c|d"
+    table, rows = table_with_rows([2.0] * 5, [1.0] * 5, [(group, [0.95] * 4)], n, np.random.default_rng(0), 0.0)
+    for index, t in enumerate("abcd"):
+        order = np.random.default_rng([0, index]).permutation(n)  # the task's selection and check halves (seed 0)
+        gain = np.empty(n)
+        gain[order[: n // 2]] = gain[order[n // 2 :]] = 0.05 + 0.3 * np.tile([1.0, -1.0], n // 4)
+        rows[(EVERYTHING, t)], rows[(group, t)] = np.ones(n), 1.0 - gain
+        assert stats.ttest_1samp(gain, 0.0, alternative="greater").pvalue > 0.025 / 2  # its own rows: no move
+    serving = serve(table, rows, seed=0)
+    assert [serving.tasks[t].model for t in TASKS] == [group] * 4 + [EVERYTHING]
+    assert all("moved with its group of 4 tasks" in serving.tasks[t].evidence for t in "abcd")
+    assert "serves all its members" in serving.text
+
+
+def test_groups_no_better_than_d_take_over_at_most_at_the_tests_level():
+    """Every group equals ALL in distribution: over 400 draws of the rows, a group takes over in ≤ 2.5 % (+ 3 s.e.),
+    the level of serve's first stage."""
+    runs = [(t, 0, {t: 1.0}, {t: 1.0}) for t in TASKS]
+    groups = (EVERYTHING, "a|b|c", "b|c|d|e", "a|e")
+    runs += [(g, 0, dict.fromkeys(g.split("|"), 1.0), dict.fromkeys(g.split("|"), 1.0)) for g in groups]
+    table = GainTable.from_runs(runs, TASKS)
+    taken = 0
+    for draw in range(400):
+        rng = np.random.default_rng(draw)
+        rows = {(g, t): 1.0 + rng.normal(0.0, 0.3, 30) for g in (*TASKS, *groups) for t in g.split("|")}
+        for t in TASKS:
+            rows[(t, t)] += 1.0  # STL far worse: D = ALL
+        serving = serve(table, rows, seed=draw)
+        taken += "serves all its members" in serving.text
+    assert taken / 400 <= 0.025 + 3 * np.sqrt(0.025 * 0.975 / 400)
 
 
 def test_moves_that_beat_d_on_the_check_rows_only_by_noise_are_rejected():

@@ -21,16 +21,22 @@ the training compute) maximising the total; groups may overlap, and a task is pl
 chosen group containing it, else on its best free model. The choice is optimal over the candidates
 given, and the planned total validation loss is never above D's (so never above STL's or ALL's).
 
-**`serve`: the model each task reads its predictions from.** Every task starts on D. A task moves
-to another trained model only on evidence: its validation rows are split at random (seeded per
-task) into a selection half and a check half; on the selection half, the paired per-row difference
-L_D − L_G must be significantly positive for the model G (one-sided t-test at level
-`alpha` / (number of the task's options), Bonferroni), and among the significant models the one
-with the largest mean improvement is taken. The moves as a whole are accepted only if, on the
-check halves, the moved tasks' total improvement over D is significant (the one-sided z-test of
-`total_p` at level `alpha`) and their total loss on the whole validation set is below D's (so the
-served total validation loss is never above D's); otherwise every task stays on D. Without per-row
-validation losses (a problem that does not report them) nothing moves.
+**`serve`: the model each task reads its predictions from.** Every task starts on D. Each task's
+validation rows are split at random (seeded per task) into a selection half and a check half. First,
+one trained group may take over from D for all its members: the group (of two or more tasks, not D's
+model) with the largest total improvement Σ_{t∈G} mean(L_D − L_G) over its members' selection halves
+serves them all if it also beats D on their check halves (the one-sided z-test of `total_p` at level
+`alpha` / 2: one group, chosen before the check rows are looked at, is tested) and on their whole
+validation rows. A group pools its members' rows, so it can show an improvement that no single task's
+few rows can. Then a task moves from its model (D's, or its group's) to another trained model only on
+its own evidence: on the selection half, the paired per-row difference must be significantly positive
+for the model G (one-sided t-test at level `alpha` / 2 / (number of the task's options), Bonferroni),
+and among the significant models the one with the largest mean improvement is taken. These moves as a
+whole are accepted only if, on the check halves, their total improvement is significant (`total_p` at
+level `alpha` / 2) and their total loss on the whole validation set is below that of the tasks' models;
+otherwise each task stays on its model. The served total validation loss is therefore never above
+D's, and the chance that noise alone moves anything is at most `alpha` (half for each stage).
+Without per-row validation losses (a problem that does not report them) nothing moves.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from scipy import stats
 
 from taskrel.errors import DataError
 from taskrel.gains import GainTable
-from taskrel.groups import Group, all_groups, group_name, parse_group
+from taskrel.groups import SEPARATOR, Group, all_groups, group_name, parse_group
 from taskrel.select import Constraints, GroupingProblem
 
 #: Up to this many tasks, every group of two or more tasks is a candidate (2^n − n − 1 of them).
@@ -224,13 +230,17 @@ class TaskServing:
 
 @dataclass(frozen=True)
 class Serving:
-    """Per task, the model serving it; `check` is the held-out (moved tasks' loss, D's) of the moves."""
+    """Per task, the model serving it; `check` is the held-out (moved tasks' loss, their models') of the single-task
+    moves; `group` is the trained group that serves all its members in D's place (None: no group took over), with
+    its evidence in `group_evidence`."""
 
     default: str
     tasks: dict[str, TaskServing]
     accepted: bool
     check: tuple[float, float]
     text: str
+    group: str | None = None
+    group_evidence: str = ""
 
     def models(self) -> dict[str, str]:
         return {t: s.model for t, s in self.tasks.items()}
@@ -242,68 +252,140 @@ def serve(table: GainTable, rows: ValidationRows | None, *, alpha: float = ALPHA
     loss = validation_losses(table)
     name, models = default_models(table, rows, alpha=alpha)
     trained = list(dict.fromkeys(table.frame["group"]))
+    halves = {} if rows is None else _halves(rows, models, tasks, seed)
+    stage = alpha / 2  # two stages of moves (a group, then single tasks), each tested at half the level
+    block = _block_move(trained, models, rows, halves, stage) if rows is not None else None
+    homes = dict(models)
+    if block is not None:
+        homes.update(dict.fromkeys(block.members, block.group))
     served, moves = {}, {}
-    for index, task in enumerate(tasks):
-        home = models[task]
+    for task in tasks:
+        home, default = homes[task], models[task]
         options = [g for g in trained if g != home and (g, task) in loss.index]
-        keep = dict(model=home, default=home, val_loss=float(loss[(home, task)]),
-                    default_val_loss=float(loss[(home, task)]), options=len(options))  # fmt: skip
+        keep = dict(model=home, default=default, val_loss=float(loss[(home, task)]),
+                    default_val_loss=float(loss[(default, task)]), options=len(options))  # fmt: skip
+        joined = block.evidence + "; " if block is not None and task in block.members else ""
         if not options:
-            served[task] = TaskServing(**keep, evidence="no other trained model contains it")
+            served[task] = TaskServing(**keep, evidence=joined + "no other trained model contains it")
             continue
         if rows is None or (home, task) not in rows:
             served[task] = TaskServing(**keep, evidence="no per-row validation losses: nothing can move")
             continue
         reference = np.asarray(rows[(home, task)], float)
         if len(reference) < 4:
-            served[task] = TaskServing(**keep, evidence=f"{len(reference)} validation rows: too few to test")
+            served[task] = TaskServing(**keep, evidence=joined + f"{len(reference)} validation rows: too few to test")
             continue
-        order = np.random.default_rng([seed, index]).permutation(len(reference))
-        pick, check = order[: len(order) // 2], order[len(order) // 2 :]
-        level = alpha / len(options)
+        pick, check = halves[task]
+        level = stage / len(options)
         best = None
         for group in options:
             if (group, task) not in rows:
                 continue
-            other = np.asarray(rows[(group, task)], float)
-            if other.shape != reference.shape:
-                raise DataError(
-                    f"validation rows of task {task!r}: {len(reference)} under {home!r}, "
-                    f"{len(other)} under {group!r}; runs of one problem must score the same rows"
-                )
-            difference = reference - other
+            difference = reference - _rows_of(rows, group, task, len(reference), home)
             p = _one_sided_p(difference[pick])
             gain = float(difference[pick].mean())
             if p < level and (best is None or gain > best[1]):
                 best = (group, gain, p, difference)
         if best is None:
             served[task] = TaskServing(
-                **keep, evidence=f"no model better than D at p < {level:.2g} on {len(pick)} selection rows"
+                **keep, evidence=joined + f"no model better than its own at p < {level:.2g} on {len(pick)} selection "
+                "rows"
             )
             continue
         group, gain, p, difference = best
         moves[task] = (difference[check], float(reference[check].mean()), keep["val_loss"] - float(loss[(group, task)]))
-        evidence = (f"validation loss {-100 * gain / reference[pick].mean():+.1f} % vs D on {len(pick)} selection "
-                    f"rows, p = {p:.2g} < {level:.2g}")  # fmt: skip
-        served[task] = TaskServing(group, home, float(loss[(group, task)]), keep["val_loss"], len(options), evidence)
+        against = "D" if home == default else "its group"
+        evidence = (joined + f"validation loss {-100 * gain / reference[pick].mean():+.1f} % vs {against} on "
+                    f"{len(pick)} selection rows, p = {p:.2g} < {level:.2g}")  # fmt: skip
+        served[task] = TaskServing(group, default, float(loss[(group, task)]), keep["default_val_loss"], len(options),
+                                   evidence)  # fmt: skip
     held_default = float(sum(d for _, d, _ in moves.values()))
     held_moved = held_default - float(sum(c.mean() for c, _, _ in moves.values()))
     held_p = total_p([c for c, _, _ in moves.values()]) if moves else 1.0
-    accepted = held_p < alpha and sum(g for _, _, g in moves.values()) > 0
+    accepted = held_p < stage and sum(g for _, _, g in moves.values()) > 0
     if moves and not accepted:
         for task in moves:
-            s = served[task]
-            why = s.evidence + "; not taken: the moves do not beat D significantly on the check rows"
-            served[task] = TaskServing(s.default, s.default, s.default_val_loss, s.default_val_loss, s.options, why)
+            s, home = served[task], homes[task]
+            why = s.evidence + "; not taken: the moves do not beat their models significantly on the check rows"
+            served[task] = TaskServing(home, s.default, float(loss[(home, task)]), s.default_val_loss, s.options, why)
     text = (
-        f"every task starts on D = {name}; a task moves to another trained model when its per-row validation "
-        f"losses are lower at the Bonferroni level {alpha:g}/(its options) on a random half of its rows, and "
-        f"the moves are kept only if they beat D significantly (level {alpha:g}) on the other half: "
-        f"{len(moves)} significant, "
+        f"every task starts on D = {name}; "
+        + (block.text + "; " if block is not None else "no trained group beats D for its members on evidence; ")
+        + f"a task then moves to another trained model when its per-row validation losses are lower at the "
+        f"Bonferroni level {stage:g}/(its options) on a random half of its rows, and the moves are kept only if "
+        f"they beat the tasks' models significantly (level {stage:g}) on the other half: {len(moves)} significant, "
         + ("kept" if accepted else "none" if not moves else "rejected")
-        + (f" (check rows: {held_moved:.4g} vs D's {held_default:.4g}, p = {held_p:.2g})" if moves else "")
+        + (f" (check rows: {held_moved:.4g} vs {held_default:.4g}, p = {held_p:.2g})" if moves else "")
     )
-    return Serving(name, served, accepted or not moves, (held_moved, held_default), text)
+    return Serving(name, served, accepted or not moves, (held_moved, held_default), text,
+                   *((block.group, block.evidence) if block is not None else ()))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A trained group that serves all its members in place of D (`serve`'s first stage)."""
+
+    group: str
+    members: tuple[str, ...]
+    p: float
+    gain: float  # Σ over the members of the mean full-validation improvement over D
+
+    @property
+    def evidence(self) -> str:
+        return f"moved with its group of {len(self.members)} tasks (check rows p = {self.p:.2g})"
+
+    @property
+    def text(self) -> str:
+        return (f"a trained group of {len(self.members)} tasks serves all its members: the best of the trained groups "
+                f"on the selection halves of its members' rows (total improvement over D), it beats D on the check "
+                f"halves (p = {self.p:.2g}) and on the whole validation set (total {self.gain:.4g} lower)")  # fmt: skip
+
+
+def _halves(rows: ValidationRows, models: dict[str, str], tasks: list[str], seed: int) -> dict:
+    """Per task with rows under D: its validation rows split at random (seeded per task) into selection and check."""
+    halves = {}
+    for index, task in enumerate(tasks):
+        if (models[task], task) in rows:
+            order = np.random.default_rng([seed, index]).permutation(len(rows[(models[task], task)]))
+            halves[task] = (order[: len(order) // 2], order[len(order) // 2 :])
+    return halves
+
+
+def _rows_of(rows: ValidationRows, group: str, task: str, count: int, home: str) -> np.ndarray:
+    """The per-row losses of `task` under `group`, refused when they are not the `count` rows of its `home`."""
+    values = np.asarray(rows[(group, task)], float)
+    if values.shape != (count,):
+        raise DataError(
+            f"validation rows of task {task!r}: {count} under {home!r}, {len(values)} under {group!r}; "
+            "runs of one problem must score the same rows"
+        )
+    return values
+
+
+def _block_move(trained: list[str], models: dict[str, str], rows: ValidationRows, halves: dict, level: float
+                ) -> _Block | None:  # fmt: skip
+    """The trained group of two or more tasks with the largest total selection-half improvement over D, if it
+    also beats D significantly on its members' check halves and on their whole validation rows."""
+    best = None
+    for group in trained:
+        members = tuple(group.split(SEPARATOR))
+        if len(members) < 2 or all(models[t] == group for t in members):
+            continue
+        if not all(t in halves and (group, t) in rows for t in members):
+            continue
+        differences = [rows[(models[t], t)] - _rows_of(rows, group, t, len(rows[(models[t], t)]), models[t])
+                       for t in members]  # fmt: skip
+        gain = sum(float(d[halves[t][0]].mean()) for d, t in zip(differences, members, strict=True))
+        if gain > 0 and (best is None or gain > best[0]):
+            best = (gain, group, members, differences)
+    if best is None:
+        return None
+    _, group, members, differences = best
+    p = total_p([d[halves[t][1]] for d, t in zip(differences, members, strict=True)])
+    full = float(sum(d.mean() for d in differences))
+    if p < level and full > 0:
+        return _Block(group, members, p, full)
+    return None
 
 
 def total_p(differences: Sequence[np.ndarray]) -> float:

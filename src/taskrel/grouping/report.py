@@ -268,12 +268,15 @@ def _sections(result, names: _Names, drawn: set[str]) -> list[tuple[str, list]]:
     ]
     test_loss = frame.set_index("task")["default_loss"]
     if moved:
-        by_target = [t for key in others for t in by_model[key]]  # in the order of the table above
+        together = [t for t in moved if serving.tasks[t].model == serving.group]
+        alone = [t for key in others for t in by_model[key] if t not in together]  # in the order of the table above
+        rows = [[_listing(together, "tasks"), names.name(serving.group), serving.group_evidence,
+                 f"{_fmt(test_loss[together].sum())} → {_fmt(selected[together].sum())}"]] if together else []
+        rows += [[t, names.name(serving.tasks[t].model), serving.tasks[t].evidence,
+                  f"{_fmt(test_loss[t])} → {_fmt(selected[t])}"] for t in alone]
         serving_blocks += [
             f"The significant moves off D = {serving.default}, with their validation evidence:",
-            _Table(["task", "moved to", "evidence (validation rows)", "test loss: D → served"],
-                   [[t, names.name(serving.tasks[t].model), serving.tasks[t].evidence,
-                     f"{_fmt(test_loss[t])} → {_fmt(selected[t])}"] for t in by_target]),
+            _Table(["task", "moved to", "evidence (validation rows)", "test loss: D → served"], rows),
         ]  # fmt: skip
     if rejected:
         serving_blocks += [
