@@ -23,13 +23,15 @@ given, and the planned total validation loss is never above D's (so never above 
 
 **`serve`: the model each task reads its predictions from.** Every task starts on D. Each task's
 validation rows are split at random (seeded per task) into a selection half and a check half. First,
-one trained group may take over from D for all its members: the group (of two or more tasks, not D's
-model) with the largest total improvement Σ_{t∈G} mean(L_D − L_G) over its members' selection halves
-serves them all if it also beats D on their check halves (the one-sided z-test of `total_p` at level
-`alpha` / 2: one group, chosen before the check rows are looked at, is tested) and on their whole
-validation rows. A group pools its members' rows, so it can show an improvement that no single task's
-few rows can. Then a task moves from its model (D's, or its group's) to another trained model only on
-its own evidence: on the selection half, the paired per-row difference must be significantly positive
+trained groups (of two or more tasks, not D's model) may take over from D for all their members: in
+the order of their total improvement Σ_{t∈G} mean(L_D − L_G) over their members' selection halves,
+the best group disjoint from those already taken serves its members if it beats D on their check
+halves (the one-sided z-test of `total_p` at level `alpha` / 2) and on their whole validation rows;
+the first group that fails ends the sequence (fixed-sequence testing: the order is set on the
+selection halves, so a false take-over needs the first group no better than D to pass its own test).
+A group pools its members' rows, so it can show an improvement that no single task's few rows can.
+Then a task moves from its model (D's, or its group's) to another trained model only on its own
+evidence: on the selection half, the paired per-row difference must be significantly positive
 for the model G (one-sided t-test at level `alpha` / 2 / (number of the task's options), Bonferroni),
 and among the significant models the one with the largest mean improvement is taken. These moves as a
 whole are accepted only if, on the check halves, their total improvement is significant (`total_p` at
@@ -42,7 +44,7 @@ Without per-row validation losses (a problem that does not report them) nothing 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -231,16 +233,14 @@ class TaskServing:
 @dataclass(frozen=True)
 class Serving:
     """Per task, the model serving it; `check` is the held-out (moved tasks' loss, their models') of the single-task
-    moves; `group` is the trained group that serves all its members in D's place (None: no group took over), with
-    its evidence in `group_evidence`."""
+    moves; `groups` maps each trained group that serves all its members in D's place to its evidence."""
 
     default: str
     tasks: dict[str, TaskServing]
     accepted: bool
     check: tuple[float, float]
     text: str
-    group: str | None = None
-    group_evidence: str = ""
+    groups: dict[str, str] = field(default_factory=dict)
 
     def models(self) -> dict[str, str]:
         return {t: s.model for t, s in self.tasks.items()}
@@ -254,26 +254,27 @@ def serve(table: GainTable, rows: ValidationRows | None, *, alpha: float = ALPHA
     trained = list(dict.fromkeys(table.frame["group"]))
     halves = {} if rows is None else _halves(rows, models, tasks, seed)
     stage = alpha / 2  # two stages of moves (a group, then single tasks), each tested at half the level
-    block = _block_move(trained, models, rows, halves, stage) if rows is not None else None
+    blocks = _block_moves(trained, models, rows, halves, stage) if rows is not None else []
     homes = dict(models)
-    if block is not None:
+    joined = {}
+    for block in blocks:
         homes.update(dict.fromkeys(block.members, block.group))
+        joined.update(dict.fromkeys(block.members, block.evidence + "; "))
     served, moves = {}, {}
     for task in tasks:
-        home, default = homes[task], models[task]
+        home, default, prefix = homes[task], models[task], joined.get(task, "")
         options = [g for g in trained if g != home and (g, task) in loss.index]
         keep = dict(model=home, default=default, val_loss=float(loss[(home, task)]),
                     default_val_loss=float(loss[(default, task)]), options=len(options))  # fmt: skip
-        joined = block.evidence + "; " if block is not None and task in block.members else ""
         if not options:
-            served[task] = TaskServing(**keep, evidence=joined + "no other trained model contains it")
+            served[task] = TaskServing(**keep, evidence=prefix + "no other trained model contains it")
             continue
         if rows is None or (home, task) not in rows:
             served[task] = TaskServing(**keep, evidence="no per-row validation losses: nothing can move")
             continue
         reference = np.asarray(rows[(home, task)], float)
         if len(reference) < 4:
-            served[task] = TaskServing(**keep, evidence=joined + f"{len(reference)} validation rows: too few to test")
+            served[task] = TaskServing(**keep, evidence=prefix + f"{len(reference)} validation rows: too few to test")
             continue
         pick, check = halves[task]
         level = stage / len(options)
@@ -288,14 +289,14 @@ def serve(table: GainTable, rows: ValidationRows | None, *, alpha: float = ALPHA
                 best = (group, gain, p, difference)
         if best is None:
             served[task] = TaskServing(
-                **keep, evidence=joined + f"no model better than its own at p < {level:.2g} on {len(pick)} selection "
-                "rows"
+                **keep,
+                evidence=prefix + f"no model better than its own at p < {level:.2g} on {len(pick)} selection rows",
             )
             continue
         group, gain, p, difference = best
         moves[task] = (difference[check], float(reference[check].mean()), keep["val_loss"] - float(loss[(group, task)]))
         against = "D" if home == default else "its group"
-        evidence = (joined + f"validation loss {-100 * gain / reference[pick].mean():+.1f} % vs {against} on "
+        evidence = (prefix + f"validation loss {-100 * gain / reference[pick].mean():+.1f} % vs {against} on "
                     f"{len(pick)} selection rows, p = {p:.2g} < {level:.2g}")  # fmt: skip
         served[task] = TaskServing(group, default, float(loss[(group, task)]), keep["default_val_loss"], len(options),
                                    evidence)  # fmt: skip
@@ -310,7 +311,7 @@ def serve(table: GainTable, rows: ValidationRows | None, *, alpha: float = ALPHA
             served[task] = TaskServing(home, s.default, float(loss[(home, task)]), s.default_val_loss, s.options, why)
     text = (
         f"every task starts on D = {name}; "
-        + (block.text + "; " if block is not None else "no trained group beats D for its members on evidence; ")
+        + _blocks_text(blocks, stage)
         + f"a task then moves to another trained model when its per-row validation losses are lower at the "
         f"Bonferroni level {stage:g}/(its options) on a random half of its rows, and the moves are kept only if "
         f"they beat the tasks' models significantly (level {stage:g}) on the other half: {len(moves)} significant, "
@@ -318,7 +319,7 @@ def serve(table: GainTable, rows: ValidationRows | None, *, alpha: float = ALPHA
         + (f" (check rows: {held_moved:.4g} vs {held_default:.4g}, p = {held_p:.2g})" if moves else "")
     )
     return Serving(name, served, accepted or not moves, (held_moved, held_default), text,
-                   *((block.group, block.evidence) if block is not None else ()))  # fmt: skip
+                   {b.group: b.evidence for b in blocks})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -334,11 +335,15 @@ class _Block:
     def evidence(self) -> str:
         return f"moved with its group of {len(self.members)} tasks (check rows p = {self.p:.2g})"
 
-    @property
-    def text(self) -> str:
-        return (f"a trained group of {len(self.members)} tasks serves all its members: the best of the trained groups "
-                f"on the selection halves of its members' rows (total improvement over D), it beats D on the check "
-                f"halves (p = {self.p:.2g}) and on the whole validation set (total {self.gain:.4g} lower)")  # fmt: skip
+
+def _blocks_text(blocks: list[_Block], level: float) -> str:
+    tested = (f"the trained groups, best first by their total improvement over D on their members' selection halves "
+              f"and disjoint from those already taken, take over from D for all their members while each beats D "
+              f"on its members' check halves (level {level:g}) and whole validation rows: ")  # fmt: skip
+    if not blocks:
+        return tested + "none does; "
+    taken = ", ".join(f"{len(b.members)} tasks (p = {b.p:.2g}, validation total {b.gain:.4g} lower)" for b in blocks)
+    return tested + f"{len(blocks)} group(s) took over: {taken}; "
 
 
 def _halves(rows: ValidationRows, models: dict[str, str], tasks: list[str], seed: int) -> dict:
@@ -362,11 +367,16 @@ def _rows_of(rows: ValidationRows, group: str, task: str, count: int, home: str)
     return values
 
 
-def _block_move(trained: list[str], models: dict[str, str], rows: ValidationRows, halves: dict, level: float
-                ) -> _Block | None:  # fmt: skip
-    """The trained group of two or more tasks with the largest total selection-half improvement over D, if it
-    also beats D significantly on its members' check halves and on their whole validation rows."""
-    best = None
+def _block_moves(trained: list[str], models: dict[str, str], rows: ValidationRows, halves: dict, level: float
+                 ) -> list[_Block]:  # fmt: skip
+    """The trained groups (two or more tasks) that take over from D, in turn (fixed-sequence testing).
+
+    Candidates are ordered by their total improvement over D on their members' selection halves; the
+    best one disjoint from those taken is tested on its members' check halves (and must improve on
+    the whole validation rows); the sequence stops at the first that fails. Each test is at `level`:
+    a false take-over needs the first group that is no better than D to pass its own test.
+    """
+    candidates = []
     for group in trained:
         members = tuple(group.split(SEPARATOR))
         if len(members) < 2 or all(models[t] == group for t in members):
@@ -376,16 +386,21 @@ def _block_move(trained: list[str], models: dict[str, str], rows: ValidationRows
         differences = [rows[(models[t], t)] - _rows_of(rows, group, t, len(rows[(models[t], t)]), models[t])
                        for t in members]  # fmt: skip
         gain = sum(float(d[halves[t][0]].mean()) for d, t in zip(differences, members, strict=True))
-        if gain > 0 and (best is None or gain > best[0]):
-            best = (gain, group, members, differences)
-    if best is None:
-        return None
-    _, group, members, differences = best
-    p = total_p([d[halves[t][1]] for d, t in zip(differences, members, strict=True)])
-    full = float(sum(d.mean() for d in differences))
-    if p < level and full > 0:
-        return _Block(group, members, p, full)
-    return None
+        if gain > 0:
+            candidates.append((gain, group, members, differences))
+    candidates.sort(key=lambda c: -c[0])
+    taken: list[_Block] = []
+    covered: set[str] = set()
+    for _, group, members, differences in candidates:
+        if covered & set(members):
+            continue
+        p = total_p([d[halves[t][1]] for d, t in zip(differences, members, strict=True)])
+        full = float(sum(d.mean() for d in differences))
+        if not (p < level and full > 0):
+            break
+        taken.append(_Block(group, members, p, full))
+        covered |= set(members)
+    return taken
 
 
 def total_p(differences: Sequence[np.ndarray]) -> float:

@@ -268,12 +268,14 @@ def _sections(result, names: _Names, drawn: set[str]) -> list[tuple[str, list]]:
     ]
     test_loss = frame.set_index("task")["default_loss"]
     if moved:
-        together = [t for t in moved if serving.tasks[t].model == serving.group]
-        alone = [t for key in others for t in by_model[key] if t not in together]  # in the order of the table above
-        rows = [[_listing(together, "tasks"), names.name(serving.group), serving.group_evidence,
-                 f"{_fmt(test_loss[together].sum())} → {_fmt(selected[together].sum())}"]] if together else []
+        rows = []
+        for group, evidence in serving.groups.items():  # a group that took over: one row for its members
+            together = [t for t in moved if serving.tasks[t].model == group]
+            rows.append([_listing(together, "tasks"), names.name(group), evidence,
+                         f"{_fmt(test_loss[together].sum())} → {_fmt(selected[together].sum())}"])  # fmt: skip
         rows += [[t, names.name(serving.tasks[t].model), serving.tasks[t].evidence,
-                  f"{_fmt(test_loss[t])} → {_fmt(selected[t])}"] for t in alone]
+                  f"{_fmt(test_loss[t])} → {_fmt(selected[t])}"]
+                 for key in others for t in by_model[key] if key not in serving.groups]  # fmt: skip
         serving_blocks += [
             f"The significant moves off D = {serving.default}, with their validation evidence:",
             _Table(["task", "moved to", "evidence (validation rows)", "test loss: D → served"], rows),
