@@ -92,6 +92,8 @@ def test_user_problem_pipeline_from_the_command_line(tmp_path):
     trained = {"HUFL", "MUFL", "OT", "HUFL|MUFL|OT", *summary["training_groups"], *summary["chosen"]}
     for task, group in summary["serving"].items():  # a trained model that contains the task
         assert group in trained and task in group.split("|")
+    for group in summary["groups_taking_over"]:  # a trained group, serving its members (unless one moved on)
+        assert group in trained and group in summary["serving"].values()
     assert summary["sampling"] == "random" and len(summary["training_groups"]) == 2
     direct = {task: problem.train(group.split("|"), 0).test_loss[task] for task, group in summary["serving"].items()}
     assert summary["total_test_loss"]["selected"] == pytest.approx(sum(direct.values()), rel=1e-6)

@@ -33,6 +33,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     totals = result.totals()
     summary = {
         "default": result.serving.default, "chosen": result.chosen, "serving": result.served,
+        "groups_taking_over": list(result.serving.groups),
         "total_test_loss": totals, "tasks_not_worse_than_default_on_test": result.not_worse_than_default(),
         "sampling": result.sampling, "training_groups": [group_name(p.group, result.tasks) for p in result.training],
         "report": str(Path(args.out) / "report.html"), "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
@@ -44,7 +45,8 @@ def _pipeline(args: argparse.Namespace) -> int:
         gain = 100 * (totals["stl"] - totals["selected"]) / totals["stl"]
         print(
             f"default {result.serving.default}; chose {len(result.chosen)} new group(s); {moved} of "
-            f"{len(result.tasks)} tasks moved off the default: total test loss {totals['selected']:.4f} "
+            f"{len(result.tasks)} tasks moved off the default ({len(result.serving.groups)} group(s) taking over "
+            f"for all their members): total test loss {totals['selected']:.4f} "
             f"(STL {totals['stl']:.4f}, one all-task model {totals['naive_mtl']:.4f}; {gain:+.1f}% vs STL)"
         )
         print(f"report: {summary['report']}")
