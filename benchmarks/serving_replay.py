@@ -11,9 +11,9 @@ named after the problem's fingerprint name.
 Looser serving rules, to see whether `serve` leaves measurable gains on the table: each task moves off D
 to the model with the largest mean validation improvement among those whose paired per-row t statistic
 (L_D − L_G over the task's validation rows) exceeds c, for c in `THRESHOLDS` (no check rows; c = 0 keeps
-every improvement); and c chosen by `FOLDS`-fold cross-validation over each task's rows (the rule is
-applied on the other folds, scored on the held-out fold), taken only if its held-out improvement over D
-is significant (the z-test of `total_p`, level 0.05), else D.
+every improvement); and c chosen by cross-validation over each task's rows, taken only if its held-out
+improvement over D is significant at level 0.05, else D — `serve`'s single-task rule
+(`cross_validated_threshold`), applied from D alone, without its group stage and at the unsplit level.
 
     cd benchmarks && PYTHONPATH=../src python serving_replay.py --problem landmine --store ../runs/many/landmine/runs.db
 """
@@ -24,30 +24,18 @@ import argparse
 
 import numpy as np
 
-from taskrel.grouping.decision import ALPHA, default_models, serve, total_p
+from taskrel.grouping.decision import (
+    ALPHA,
+    THRESHOLDS,
+    cross_validated_threshold,
+    default_models,
+    serve,
+    threshold_pick,
+)
 from taskrel.grouping.runs import Runs
 from taskrel.problems.registry import load_problem
 
 from common import write_result
-
-THRESHOLDS = (0.0, 1.0, 2.0, 3.0)
-FOLDS = 5
-
-
-def t_statistic(d: np.ndarray) -> float:
-    spread = float(d.std(ddof=1)) if len(d) > 1 else 0.0
-    if spread == 0.0:
-        return np.inf if d.mean() > 0 else -np.inf
-    return float(d.mean() / (spread / np.sqrt(len(d))))
-
-
-def threshold_pick(differences: dict[str, np.ndarray], rows: np.ndarray, c: float) -> str | None:
-    """The model with the largest mean improvement over D on `rows` among those with t > c (None: stay)."""
-    best = None
-    for group, d in differences.items():
-        if t_statistic(d[rows]) > c and (best is None or d[rows].mean() > best[1]):
-            best = (group, float(d[rows].mean()))
-    return best[0] if best else None
 
 
 def threshold_rules(table, rows, test, tasks: list[str], seed: int) -> dict:
@@ -62,24 +50,11 @@ def threshold_rules(table, rows, test, tasks: list[str], seed: int) -> dict:
                   for t in tasks}  # fmt: skip
         return float(sum(test[(served[t], t)] for t in tasks))
 
-    held_out = {c: [] for c in THRESHOLDS}
-    for i, t in enumerate(tasks):
-        n = len(rows[(models[t], t)])
-        fold = np.random.default_rng([seed, i]).permutation(n) % FOLDS
-        for c in THRESHOLDS:
-            scored = np.zeros(n)
-            for f in range(FOLDS):
-                group = threshold_pick(differences[t], np.flatnonzero(fold != f), c)
-                if group is not None:
-                    scored[fold == f] = differences[t][group][fold == f]
-            held_out[c].append(scored)
-    estimate = {c: float(sum(h.mean() for h in held_out[c])) for c in THRESHOLDS}
-    chosen = max(THRESHOLDS, key=estimate.__getitem__)
-    p = total_p(held_out[chosen])
+    chosen, improvement, p = cross_validated_threshold(differences, seed, tasks)
     return {
         **{f"threshold_{c:g}": total(c) for c in THRESHOLDS},
         "cross_validated_threshold": {
-            "c": chosen, "held_out_improvement": estimate[chosen], "p": p, "accepted": bool(p < ALPHA),
+            "c": chosen, "held_out_improvement": improvement, "p": p, "accepted": bool(p < ALPHA),
             "test": total(chosen) if p < ALPHA else float(sum(test[(models[t], t)] for t in tasks)),
         },
     }  # fmt: skip

@@ -204,20 +204,26 @@ def test_groups_no_better_than_d_take_over_at_most_at_the_tests_level():
     assert taken / 400 <= 0.025 + 3 * np.sqrt(0.025 * 0.975 / 400)
 
 
-def test_moves_that_beat_d_on_the_check_rows_only_by_noise_are_rejected():
-    rng = np.random.default_rng(0)
-    table, rows = table_with_rows([1.0] * 5, [0.9] * 5, [("a|b", [0.5, 0.95])], 200, rng, noise=0.0)
-    order = np.random.default_rng([0, 0]).permutation(200)  # task a's selection and check halves (seed 0)
-    pick, check = order[:100], order[100:]
-    rows[(EVERYTHING, "a")] = np.ones(200)
-    better = np.ones(200)
-    better[pick] = 0.5  # far better on every selection row
-    better[check] = 1.0 - np.tile([0.3, -0.28], 50)  # on the check rows: 0.01 better on average, z ≈ 0.3
-    rows[("a|b", "a")] = better
-    serving = serve(table, rows, seed=0)
-    assert serving.tasks["a"].model == EVERYTHING and "not taken" in serving.tasks["a"].evidence
-    better[check] = 0.9  # better on every check row as well: the move is kept
-    assert serve(table, rows, seed=0).tasks["a"].model == "a|b"
+def test_noise_alone_moves_nothing_at_more_than_the_tests_level():
+    """Every model equals ALL in distribution: over 300 draws, serving moves a group or a task in ≤ 5 % (+ 3 s.e.);
+    a proposed single-task move that is not significant in cross-validation says so."""
+    runs = [(t, 0, {t: 1.0}, {t: 1.0}) for t in TASKS]
+    groups = (EVERYTHING, "a|b|c", "b|c|d|e", "a|e")
+    runs += [(g, 0, dict.fromkeys(g.split("|"), 1.0), dict.fromkeys(g.split("|"), 1.0)) for g in groups]
+    table = GainTable.from_runs(runs, TASKS)
+    moved = proposed = 0
+    for draw in range(300):
+        rng = np.random.default_rng(draw)
+        rows = {(g, t): 1.0 + rng.normal(0.0, 0.3, 30) for g in (*TASKS, *groups) for t in g.split("|")}
+        for t in TASKS:
+            rows[(t, t)] += 1.0  # STL far worse: D = ALL
+        serving = serve(table, rows, seed=draw)
+        moved += any(s.moved for s in serving.tasks.values())
+        not_taken = [s for s in serving.tasks.values() if "not taken" in s.evidence]
+        proposed += bool(not_taken)
+        assert all(not s.moved or s.model in serving.groups for s in not_taken)  # stays on its model
+    assert moved / 300 <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 300)
+    assert proposed > 0  # moves were proposed on noise, and refused
 
 
 def test_validation_rows_of_different_lengths_are_refused():

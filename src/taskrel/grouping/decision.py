@@ -30,21 +30,22 @@ halves (the one-sided z-test of `total_p` at level `alpha` / 2) and on their who
 the first group that fails ends the sequence (fixed-sequence testing: the order is set on the
 selection halves, so a false take-over needs the first group no better than D to pass its own test).
 A group pools its members' rows, so it can show an improvement that no single task's few rows can.
-Then a task moves from its model (D's, or its group's) to another trained model only on its own
-evidence: on the selection half, the paired per-row difference must be significantly positive
-for the model G (one-sided t-test at level `alpha` / 2 / (number of the task's options), Bonferroni),
-and among the significant models the one with the largest mean improvement is taken. These moves as a
-whole are accepted only if, on the check halves, their total improvement is significant (`total_p` at
-level `alpha` / 2) and their total loss on the whole validation set is below that of the tasks' models;
-otherwise each task stays on its model. The served total validation loss is therefore never above
-D's, and the chance that noise alone moves anything is at most `alpha` (half for each stage).
+Then a task moves from its model (D's, or its group's) to another trained model containing it: for
+a threshold c, to the model with the largest mean per-row improvement among those whose paired t
+statistic exceeds c (none: it stays). c is chosen among `THRESHOLDS` by `FOLDS`-fold cross-validation
+over each task's validation rows (the picks made on the other folds are scored on the fold left out);
+the moves of the chosen c, made on all rows, are kept if their cross-validated improvement is
+significant (`total_p` at level `alpha` / 2 / len(`THRESHOLDS`)) and their whole-validation loss is
+lower than the tasks' models'; otherwise every task stays on its model. The served total validation
+loss is therefore never above D's, and the chance that noise alone moves anything is at most `alpha`
+(half for each stage).
 Without per-row validation losses (a problem that does not report them) nothing moves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -57,8 +58,12 @@ from taskrel.select import Constraints, GroupingProblem
 
 #: Up to this many tasks, every group of two or more tasks is a candidate (2^n − n − 1 of them).
 MAX_ENUMERATED_TASKS = 14
-#: Family-wise level of the per-task significance test of `serve`.
+#: Family-wise level of the significance tests of `serve` (and of the choice of D).
 ALPHA = 0.05
+#: The thresholds on a task's paired per-row t statistic among which `serve`'s single-task stage chooses.
+THRESHOLDS = (0.0, 1.0, 2.0, 3.0)
+#: Folds of the cross-validation over each task's validation rows that chooses the threshold.
+FOLDS = 5
 DEFAULTS = ("STL", "ALL")
 #: Per (group text, task): the seed-mean loss of every validation row of the task, in a fixed row order.
 ValidationRows = Mapping[tuple[str, str], np.ndarray]
@@ -232,13 +237,14 @@ class TaskServing:
 
 @dataclass(frozen=True)
 class Serving:
-    """Per task, the model serving it; `check` is the held-out (moved tasks' loss, their models') of the single-task
-    moves; `groups` maps each trained group that serves all its members in D's place to its evidence."""
+    """Per task, the model serving it; `cross_validated` is the single-task moves' cross-validated improvement
+    over the tasks' models; `groups` maps each trained group that serves all its members in D's place to its
+    evidence."""
 
     default: str
     tasks: dict[str, TaskServing]
     accepted: bool
-    check: tuple[float, float]
+    cross_validated: float
     text: str
     groups: dict[str, str] = field(default_factory=dict)
 
@@ -260,7 +266,8 @@ def serve(table: GainTable, rows: ValidationRows | None, *, alpha: float = ALPHA
     for block in blocks:
         homes.update(dict.fromkeys(block.members, block.group))
         joined.update(dict.fromkeys(block.members, block.evidence + "; "))
-    served, moves = {}, {}
+    differences = {}
+    served = {}
     for task in tasks:
         home, default, prefix = homes[task], models[task], joined.get(task, "")
         options = [g for g in trained if g != home and (g, task) in loss.index]
@@ -268,58 +275,48 @@ def serve(table: GainTable, rows: ValidationRows | None, *, alpha: float = ALPHA
                     default_val_loss=float(loss[(default, task)]), options=len(options))  # fmt: skip
         if not options:
             served[task] = TaskServing(**keep, evidence=prefix + "no other trained model contains it")
-            continue
-        if rows is None or (home, task) not in rows:
+        elif rows is None or (home, task) not in rows:
             served[task] = TaskServing(**keep, evidence="no per-row validation losses: nothing can move")
+        elif len(rows[(home, task)]) < FOLDS:
+            served[task] = TaskServing(**keep, evidence=prefix + f"{len(rows[(home, task)])} validation rows: too few")
+        else:
+            served[task] = TaskServing(**keep, evidence=prefix)
+            reference = np.asarray(rows[(home, task)], float)
+            differences[task] = {g: reference - _rows_of(rows, g, task, len(reference), home)
+                                 for g in options if (g, task) in rows}  # fmt: skip
+    level = stage / len(THRESHOLDS)
+    c, held_out, p = cross_validated_threshold(differences, seed, tasks)
+    picks = {t: g for t, d in differences.items()
+             if d and (g := threshold_pick(d, np.arange(len(next(iter(d.values())))), c)) is not None}  # fmt: skip
+    gain = sum(served[t].val_loss - float(loss[(g, t)]) for t, g in picks.items())
+    accepted = bool(picks) and p < level and gain > 0
+    found = (f"the moves of threshold t > {c:g} beat the tasks' models by {held_out:.4g} in {FOLDS}-fold "
+             f"cross-validation, p = {p:.2g}")  # fmt: skip
+    for task in differences:
+        s = served[task]
+        if task not in picks:
+            served[task] = replace(s, evidence=s.evidence + f"no model better than its own at t > {c:g}")
             continue
-        reference = np.asarray(rows[(home, task)], float)
-        if len(reference) < 4:
-            served[task] = TaskServing(**keep, evidence=prefix + f"{len(reference)} validation rows: too few to test")
-            continue
-        pick, check = halves[task]
-        level = stage / len(options)
-        best = None
-        for group in options:
-            if (group, task) not in rows:
-                continue
-            difference = reference - _rows_of(rows, group, task, len(reference), home)
-            p = _one_sided_p(difference[pick])
-            gain = float(difference[pick].mean())
-            if p < level and (best is None or gain > best[1]):
-                best = (group, gain, p, difference)
-        if best is None:
-            served[task] = TaskServing(
-                **keep,
-                evidence=prefix + f"no model better than its own at p < {level:.2g} on {len(pick)} selection rows",
-            )
-            continue
-        group, gain, p, difference = best
-        moves[task] = (difference[check], float(reference[check].mean()), keep["val_loss"] - float(loss[(group, task)]))
-        against = "D" if home == default else "its group"
-        evidence = (prefix + f"validation loss {-100 * gain / reference[pick].mean():+.1f} % vs {against} on "
-                    f"{len(pick)} selection rows, p = {p:.2g} < {level:.2g}")  # fmt: skip
-        served[task] = TaskServing(group, default, float(loss[(group, task)]), keep["default_val_loss"], len(options),
-                                   evidence)  # fmt: skip
-    held_default = float(sum(d for _, d, _ in moves.values()))
-    held_moved = held_default - float(sum(c.mean() for c, _, _ in moves.values()))
-    held_p = total_p([c for c, _, _ in moves.values()]) if moves else 1.0
-    accepted = held_p < stage and sum(g for _, _, g in moves.values()) > 0
-    if moves and not accepted:
-        for task in moves:
-            s, home = served[task], homes[task]
-            why = s.evidence + "; not taken: the moves do not beat their models significantly on the check rows"
-            served[task] = TaskServing(home, s.default, float(loss[(home, task)]), s.default_val_loss, s.options, why)
+        group = picks[task]
+        d = differences[task][group]
+        why = (f"validation loss {-100 * d.mean() / np.mean(rows[(s.model, task)]):+.1f} % vs "
+               f"{'D' if s.model == s.default else 'its group'} (t = {_t_statistic(d):.2g}); {found}")  # fmt: skip
+        if accepted:
+            served[task] = TaskServing(group, s.default, float(loss[(group, task)]), s.default_val_loss, s.options,
+                                       s.evidence + why)  # fmt: skip
+        else:
+            served[task] = replace(s, evidence=s.evidence + why + f"; not taken: not below {level:.2g}")
     text = (
         f"every task starts on D = {name}; "
         + _blocks_text(blocks, stage)
-        + f"a task then moves to another trained model when its per-row validation losses are lower at the "
-        f"Bonferroni level {stage:g}/(its options) on a random half of its rows, and the moves are kept only if "
-        f"they beat the tasks' models significantly (level {stage:g}) on the other half: {len(moves)} significant, "
-        + ("kept" if accepted else "none" if not moves else "rejected")
-        + (f" (check rows: {held_moved:.4g} vs {held_default:.4g}, p = {held_p:.2g})" if moves else "")
+        + "then a task moves to the trained model with the largest mean improvement among those whose paired "
+        f"per-row t statistic exceeds a threshold chosen among {', '.join(f'{t:g}' for t in THRESHOLDS)} by "
+        f"{FOLDS}-fold cross-validation over the validation rows, if the moves' cross-validated improvement is "
+        f"significant (level {stage:g}/{len(THRESHOLDS)}) and their whole-validation loss lower: "
+        + (f"{len(picks)} moves at t > {c:g}, " + ("kept" if accepted else "not taken") + f" ({found})"
+           if picks else "none proposed")
     )
-    return Serving(name, served, accepted or not moves, (held_moved, held_default), text,
-                   {b.group: b.evidence for b in blocks})  # fmt: skip
+    return Serving(name, served, accepted or not picks, held_out, text, {b.group: b.evidence for b in blocks})
 
 
 @dataclass(frozen=True)
@@ -412,31 +409,66 @@ def total_p(differences: Sequence[np.ndarray]) -> float:
     return float(stats.norm.sf(total / np.sqrt(variance)))
 
 
-def _one_sided_p(difference: np.ndarray) -> float:
-    """p-value of the one-sided paired t-test that the mean of `difference` is > 0."""
-    n = len(difference)
-    spread = float(difference.std(ddof=1)) if n > 1 else 0.0
-    mean = float(difference.mean())
+def _t_statistic(difference: np.ndarray) -> float:
+    """The paired t statistic of the per-row differences (±inf when they are all equal)."""
+    spread = float(difference.std(ddof=1)) if len(difference) > 1 else 0.0
     if spread == 0.0:
-        return 0.0 if mean > 0 else 1.0
-    return float(stats.t.sf(mean / (spread / np.sqrt(n)), n - 1))
+        return np.inf if difference.mean() > 0 else -np.inf
+    return float(difference.mean() / (spread / np.sqrt(len(difference))))
+
+
+def threshold_pick(differences: dict[str, np.ndarray], rows: np.ndarray, threshold: float) -> str | None:
+    """On `rows`, the model with the largest mean improvement among those with t > `threshold` (None: stay)."""
+    best = None
+    for group, d in differences.items():
+        if _t_statistic(d[rows]) > threshold and (best is None or d[rows].mean() > best[1]):
+            best = (group, float(d[rows].mean()))
+    return None if best is None else best[0]
+
+
+def cross_validated_threshold(differences: dict[str, dict[str, np.ndarray]], seed: int, tasks: list[str]
+                              ) -> tuple[float, float, float]:  # fmt: skip
+    """(threshold, its cross-validated total improvement, its p-value): the threshold of `THRESHOLDS` whose picks,
+    made on `FOLDS` − 1 folds of each task's rows (seeded per task) and scored on the fold left out, improve most."""
+    held_out: dict[float, list[np.ndarray]] = {c: [] for c in THRESHOLDS}
+    for task, by_model in differences.items():
+        if not by_model:
+            continue
+        n = len(next(iter(by_model.values())))
+        fold = np.random.default_rng([seed, tasks.index(task)]).permutation(n) % FOLDS
+        for c in THRESHOLDS:
+            scored = np.zeros(n)
+            for f in range(FOLDS):
+                group = threshold_pick(by_model, np.flatnonzero(fold != f), c)
+                if group is not None:
+                    scored[fold == f] = by_model[group][fold == f]
+            held_out[c].append(scored)
+    if not differences:
+        return THRESHOLDS[-1], 0.0, 1.0
+    estimate = {c: float(sum(h.mean() for h in held_out[c])) for c in THRESHOLDS}
+    best = max(THRESHOLDS, key=estimate.__getitem__)
+    return best, estimate[best], total_p(held_out[best])
 
 
 __all__ = [
     "ALPHA",
     "DEFAULTS",
+    "FOLDS",
     "MAX_ENUMERATED_TASKS",
+    "THRESHOLDS",
     "Decision",
     "Serving",
     "TaskServing",
     "ValidationRows",
     "candidate_groups",
+    "cross_validated_threshold",
     "decide",
     "default_models",
     "free_values",
     "marginal_values",
     "serve",
     "stl_better_on_evidence",
+    "threshold_pick",
     "total_p",
     "validation_losses",
 ]
