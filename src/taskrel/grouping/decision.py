@@ -430,6 +430,8 @@ def cross_validated_threshold(differences: dict[str, dict[str, np.ndarray]], see
                               ) -> tuple[float, float, float]:  # fmt: skip
     """(threshold, its cross-validated total improvement, its p-value): the threshold of `THRESHOLDS` whose picks,
     made on `FOLDS` − 1 folds of each task's rows (seeded per task) and scored on the fold left out, improve most."""
+    if not differences:
+        return THRESHOLDS[-1], 0.0, 1.0
     held_out: dict[float, list[np.ndarray]] = {c: [] for c in THRESHOLDS}
     for task, by_model in differences.items():
         if not by_model:
@@ -443,8 +445,6 @@ def cross_validated_threshold(differences: dict[str, dict[str, np.ndarray]], see
                 if group is not None:
                     scored[fold == f] = by_model[group][fold == f]
             held_out[c].append(scored)
-    if not differences:
-        return THRESHOLDS[-1], 0.0, 1.0
     estimate = {c: float(sum(h.mean() for h in held_out[c])) for c in THRESHOLDS}
     best = max(THRESHOLDS, key=estimate.__getitem__)
     return best, estimate[best], total_p(held_out[best])
