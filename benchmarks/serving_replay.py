@@ -5,7 +5,8 @@ repeat: STL, ALL, training groups, chosen groups and the random partitions' grou
 loss of: ALL; STL; each task on STL or ALL, whichever has its lower validation loss; each task on the
 model with its lowest validation loss (no significance test); each task on its best model on test (the
 oracle, not reachable); and `serve` (the per-row evidence rule). Also the number of tasks whose test
-loss is higher on ALL than on STL, and the median number of validation rows per task. The JSON is
+loss is higher on ALL than on STL, the task with the largest test loss on ALL (and its served loss), and the
+median number of validation rows per task. The JSON is
 named after the problem's fingerprint name.
 
 Looser serving rules, to see whether `serve` leaves measurable gains on the table: each task moves off D
@@ -38,9 +39,8 @@ from taskrel.problems.registry import load_problem
 from common import write_result
 
 
-def threshold_rules(table, rows, test, tasks: list[str], seed: int) -> dict:
-    """Test totals of the threshold rules and of the cross-validated threshold (module docstring)."""
-    _, models = default_models(table, rows)
+def threshold_rules(table, rows, test, tasks: list[str], models: dict[str, str], seed: int) -> dict:
+    """Test totals of the threshold rules and of the cross-validated threshold from D's `models` (module docstring)."""
     trained = list(dict.fromkeys(table.frame["group"]))
     differences = {t: {g: rows[(models[t], t)] - rows[(g, t)] for g in trained
                        if g != models[t] and (g, t) in rows} for t in tasks}  # fmt: skip
@@ -70,6 +70,7 @@ def replay(problem, store: str, seed: int) -> dict:
     options = {t: [g for g, u in means.index if u == t] for t in tasks}
     serving = serve(table, rows, seed=seed)
     default_name, default = default_models(table, rows)
+    worst = max(tasks, key=lambda t: test[(everything, t)])
     return {
         "seed": seed,
         "models": int(table.frame["group"].nunique()),
@@ -83,8 +84,10 @@ def replay(problem, store: str, seed: int) -> dict:
         "validation_pick": float(sum(test[(min(options[t], key=lambda g: val[(g, t)]), t)] for t in tasks)),
         "test_oracle": float(sum(min(test[(g, t)] for g in options[t]) for t in tasks)),
         "serve": float(sum(test[(g, t)] for t, g in serving.models().items())),
+        "largest_test_loss_on_all": {"task": worst, "all": float(test[(everything, worst)]),
+                                     "served": float(test[(serving.models()[worst], worst)])},
         "serve_text": serving.text,
-        **threshold_rules(table, rows, test, tasks, seed),
+        **threshold_rules(table, rows, test, tasks, default, seed),
     }
 
 
