@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.func import functional_call, vmap
 
 from taskrel.errors import NonFiniteError
-from taskrel.models import MultiTaskModel, mlp_model
+from taskrel.models import MultiTaskModel, loss_function, mlp_model
 from taskrel.problems.torch_problem import TorchProblem
 from taskrel.train import TrainConfig
 from taskrel.train.batched import BatchedTrainer, NotBatchable, train_runs
+from taskrel.train.stacked import StackedMLPLosses
 from tests.user_problems import forecast_data, forecaster
 
 #: fixed training length, no early stopping: every member runs the same number of steps
@@ -48,7 +50,60 @@ def test_multi_input_members_equal_their_runs_alone(chemical, optimizer):
         fresh = problem.make_model(group, seed)
         for (name, p), q in zip(trainer.model.named_parameters(), fresh.parameters(), strict=True):
             assert torch.equal(p, q), name
-    assert_same_runs(problem, RUNS, BatchedTrainer.of(trainers).fit())
+    engine = BatchedTrainer.of(trainers)
+    assert engine._direct is not None  # the built-in MLP: batched matrix products
+    assert_same_runs(problem, RUNS, engine.fit())
+
+
+class _OwnLosses(nn.Module):
+    def __init__(self, trainer) -> None:
+        super().__init__()
+        self.model = trainer.model
+        self.trainer = [trainer]
+
+    def forward(self, *batch):
+        return self.trainer[0]._losses(batch, self.model)
+
+
+def _tanh_factory(group, seed):
+    torch.manual_seed(seed)
+    return MultiTaskModel(nn.Sequential(nn.Linear(180, 16), nn.Tanh()), {t: nn.Linear(16, 1) for t in group})
+
+
+def test_multi_input_members_of_a_user_model_equal_their_runs_alone(chemical):
+    """A batchable model other than the built-in MLP: computed under vmap, same numbers as alone."""
+    problem = TorchProblem(chemical, _tanh_factory, config=TrainConfig(lr=3e-3, **FIXED))
+    trainers = [problem.trainer(g, s) for g, s in RUNS]
+    engine = BatchedTrainer.of(trainers)
+    assert engine._direct is None
+    assert_same_runs(problem, RUNS, engine.fit())
+
+
+@pytest.mark.parametrize("kind", ["regression", "binary"])
+def test_the_built_in_mlp_is_computed_directly_as_vmap_computes_it(chemical, kind):
+    """Losses and gradients of `StackedMLPLosses` against vmap(functional_call) of each model's own losses,
+    on padded blocks (mask) of members with different weights."""
+    problem = TorchProblem(chemical, config=TrainConfig(hidden=(32, 16)))
+    trainers = [problem.trainer(g, s) for g, s in RUNS]
+    direct = StackedMLPLosses.of(trainers[0].model, trainers[0].tasks, loss_function(kind))
+    assert direct is not None
+    names = [n for n, _ in trainers[0].model.named_parameters()]
+    params = {f"model.{n}": torch.stack([dict(t.model.named_parameters())[n].detach() for t in trainers])
+              .requires_grad_(True) for n in names}  # fmt: skip
+    rng = torch.Generator().manual_seed(0)
+    g, w, b = len(trainers), 3, 7
+    inputs = torch.randn(g, w, b, 180, generator=rng)
+    targets = (torch.rand(g, w, b, generator=rng) > 0.5).float() if kind == "binary" else torch.randn(g, w, b)
+    mask = (torch.rand(g, w, b, generator=rng) > 0.3).float()
+    trainer = trainers[0]
+    trainer.loss_fn = loss_function(kind)
+    losses = _OwnLosses(trainer)  # the model's own forward and the trainer's own loss, per member under vmap
+    reference = vmap(lambda p, *batch: functional_call(losses, p, batch))(params, inputs, targets, mask)
+    ours = direct(params, (inputs, targets, mask))
+    torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-7)
+    for a, r in zip(torch.autograd.grad(ours.sum(), list(params.values())),
+                    torch.autograd.grad(reference.sum(), list(params.values())), strict=True):  # fmt: skip
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])

@@ -1,4 +1,5 @@
-"""Train many runs of one problem at once, as one batched model (`torch.func.vmap`).
+"""Train many runs of one problem at once, as one batched model (`torch.func.vmap`, or batched matrix
+products for the built-in MLP on multi-input data: `taskrel.train.stacked`).
 
 The members are the trainers one-at-a-time training would use (`Trainer` or `SharedInputTrainer`,
 built for each (group, seed)), so each member starts from the same weights and draws the same
@@ -28,6 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +44,7 @@ from taskrel.train.config import TrainConfig
 from taskrel.train.loop import BaseTrainer, EarlyStopping, TrainResult, epoch_logs, torch_threads
 from taskrel.train.multi_input import Trainer
 from taskrel.train.single_input import SharedInputTrainer
+from taskrel.train.stacked import StackedMLPLosses
 
 log = logging.getLogger("taskrel")
 
@@ -129,6 +132,16 @@ def train_runs(
         for i in order:
             results[i] = _fit_alone(lambda i=i: make_trainer(i))
     return results  # type: ignore[return-value]
+
+
+@contextmanager
+def _evaluation(model: nn.Module) -> Iterator[None]:
+    """`model` in evaluation mode inside the block, in training mode after it."""
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train()
 
 
 def _fit_alone(make: Callable[[], BaseTrainer]) -> TrainResult | Exception:
@@ -468,6 +481,8 @@ class BatchedTrainer:
         data = _MultiInputData if type(self.template) is Trainer else _SharedInputData
         self.data = data(self.template, self.width)
         self._loss_module = _LossOf(self.template)
+        self._direct = (StackedMLPLosses.of(self.template.model, self.template.tasks, self.template.loss_fn)
+                        if type(self.template) is Trainer else None)  # fmt: skip
 
     @classmethod
     def of(cls, trainers: Sequence[BaseTrainer], capacity: int | None = None) -> BatchedTrainer:
@@ -485,6 +500,8 @@ class BatchedTrainer:
     # -- the batched model ----------------------------------------------------------------------
     def _losses(self, params: dict, buffers: dict, batch: tuple, dims: tuple) -> torch.Tensor:
         """Per-member per-task losses (G, width) of `batch` under the stacked `params`."""
+        if self._direct is not None:
+            return self._direct(params, batch)
 
         def one(p: dict, b: dict, *data: torch.Tensor) -> torch.Tensor:
             return functional_call(self._loss_module, (p, b), data)
@@ -497,15 +514,12 @@ class BatchedTrainer:
         sub = ({k: v.index_select(0, index) for k, v in params.items()},
                {k: v.index_select(0, index) for k, v in buffers.items()})  # fmt: skip
         total, counts = None, None
-        self.template.model.eval()  # as the trainers evaluate
-        try:
-            with torch.no_grad():
-                for batch, dims in self.data.stop_batches(members):
-                    means, weight = self._losses(*sub, batch, dims), self.data.counts(batch)
-                    total = means * weight if total is None else total + means * weight
-                    counts = weight if counts is None else counts + weight
-        finally:
-            self.template.model.train()
+        # in evaluation mode, as the trainers evaluate (the direct MLP has no layer that depends on the mode)
+        with torch.no_grad(), nullcontext() if self._direct is not None else _evaluation(self.template.model):
+            for batch, dims in self.data.stop_batches(members):
+                means, weight = self._losses(*sub, batch, dims), self.data.counts(batch)
+                total = means * weight if total is None else total + means * weight
+                counts = weight if counts is None else counts + weight
         return total / counts.clamp(min=1.0)
 
     def _stack(self, trainers: Sequence[BaseTrainer], buffers: bool) -> dict[str, torch.Tensor]:
