@@ -4,10 +4,17 @@ For each training seed of the store written by `pipeline_many_tasks.py` (every t
 repeat: STL, ALL, training groups, chosen groups and the random partitions' groups), the total test
 loss of: ALL; STL; each task on STL or ALL, whichever has its lower validation loss; each task on the
 model with its lowest validation loss (no significance test); each task on its best model on test (the
-oracle, not reachable); and `serve` (the per-row evidence rule). Also the number of tasks whose test
+oracle, not reachable); and `serve` (the per-row evidence rule), with the number of tasks it moves off D
+and the share of tasks whose served test loss is not above D's. Also the number of tasks whose test
 loss is higher on ALL than on STL, the task with the largest test loss on ALL (and its served loss), and the
 median number of validation rows per task. The JSON is
 named after the problem's fingerprint name.
+
+How much room a group leaves over ALL (``groups_against_all``): for every trained group of two or more
+tasks other than ALL, its improvement over ALL summed over its members, on validation and on test; how
+many groups improve on each; the largest test improvement; the group with the largest validation
+improvement and its test improvement; and the Spearman correlation of the two improvements over the
+groups (how far validation tells which groups really beat ALL).
 
 Looser serving rules, to see whether `serve` leaves measurable gains on the table: each task moves off D
 to the model with the largest mean validation improvement among those whose paired per-row t statistic
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from scipy import stats
 
 from taskrel.grouping.decision import (
     ALPHA,
@@ -60,6 +68,31 @@ def threshold_rules(table, rows, test, tasks: list[str], models: dict[str, str],
     }  # fmt: skip
 
 
+def groups_against_all(val, test, tasks: list[str]) -> dict:
+    """Every trained group's improvement over ALL on its members, validation against test (module docstring)."""
+    everything = "|".join(tasks)
+    all_test = float(sum(test[(everything, t)] for t in tasks))
+    rows = []
+    for group in dict.fromkeys(g for g, _ in val.index):
+        members = group.split("|")
+        if len(members) < 2 or group == everything:
+            continue
+        rows.append((group, len(members), float(sum(val[(everything, t)] - val[(group, t)] for t in members)),
+                     float(sum(test[(everything, t)] - test[(group, t)] for t in members))))  # fmt: skip
+    _, sizes, on_val, on_test = (np.array(c) for c in zip(*rows, strict=True))
+    best = int(np.argmax(on_val))
+    return {
+        "groups": len(rows),
+        "better_on_validation": int((on_val > 0).sum()),
+        "better_on_test": int((on_test > 0).sum()),
+        "largest_test_improvement": float(on_test.max()),
+        "largest_test_improvement_share_of_all": float(on_test.max() / all_test),
+        "best_on_validation": {"size": int(sizes[best]), "validation_improvement": float(on_val[best]),
+                               "test_improvement": float(on_test[best])},
+        "spearman_validation_test": float(stats.spearmanr(on_val, on_test).statistic),
+    }  # fmt: skip
+
+
 def replay(problem, store: str, seed: int) -> dict:
     tasks = list(problem.tasks)
     everything = "|".join(tasks)
@@ -84,8 +117,12 @@ def replay(problem, store: str, seed: int) -> dict:
         "validation_pick": float(sum(test[(min(options[t], key=lambda g: val[(g, t)]), t)] for t in tasks)),
         "test_oracle": float(sum(min(test[(g, t)] for g in options[t]) for t in tasks)),
         "serve": float(sum(test[(g, t)] for t, g in serving.models().items())),
+        "serve_moved_tasks": int(sum(g != default[t] for t, g in serving.models().items())),
+        "serve_tasks_not_worse_than_default": float(np.mean([test[(g, t)] <= test[(default[t], t)] + 1e-12
+                                                             for t, g in serving.models().items()])),
         "largest_test_loss_on_all": {"task": worst, "all": float(test[(everything, worst)]),
                                      "served": float(test[(serving.models()[worst], worst)])},
+        "groups_against_all": groups_against_all(val, test, tasks),
         "serve_text": serving.text,
         **threshold_rules(table, rows, test, tasks, default, seed),
     }
