@@ -85,7 +85,9 @@ def test_the_built_in_mlp_is_computed_directly_as_vmap_computes_it(chemical, kin
     on padded blocks (mask) of members with different weights."""
     problem = TorchProblem(chemical, config=TrainConfig(hidden=(32, 16)))
     trainers = [problem.trainer(g, s) for g, s in RUNS]
-    direct = StackedMLPLosses.of(trainers[0].model, trainers[0].tasks, loss_function(kind))
+    trainer = trainers[0]
+    trainer.loss_fn = loss_function(kind)
+    direct = StackedMLPLosses.of(trainer)
     assert direct is not None
     names = [n for n, _ in trainers[0].model.named_parameters()]
     params = {f"model.{n}": torch.stack([dict(t.model.named_parameters())[n].detach() for t in trainers])
@@ -95,8 +97,6 @@ def test_the_built_in_mlp_is_computed_directly_as_vmap_computes_it(chemical, kin
     inputs = torch.randn(g, w, b, 180, generator=rng)
     targets = (torch.rand(g, w, b, generator=rng) > 0.5).float() if kind == "binary" else torch.randn(g, w, b)
     mask = (torch.rand(g, w, b, generator=rng) > 0.3).float()
-    trainer = trainers[0]
-    trainer.loss_fn = loss_function(kind)
     losses = _OwnLosses(trainer)  # the model's own forward and the trainer's own loss, per member under vmap
     reference = vmap(lambda p, *batch: functional_call(losses, p, batch))(params, inputs, targets, mask)
     ours = direct(params, (inputs, targets, mask))

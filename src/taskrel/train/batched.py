@@ -481,8 +481,7 @@ class BatchedTrainer:
         data = _MultiInputData if type(self.template) is Trainer else _SharedInputData
         self.data = data(self.template, self.width)
         self._loss_module = _LossOf(self.template)
-        self._direct = (StackedMLPLosses.of(self.template.model, self.template.tasks, self.template.loss_fn)
-                        if type(self.template) is Trainer else None)  # fmt: skip
+        self._direct = StackedMLPLosses.of(self.template)
 
     @classmethod
     def of(cls, trainers: Sequence[BaseTrainer], capacity: int | None = None) -> BatchedTrainer:

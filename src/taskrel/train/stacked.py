@@ -18,6 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from taskrel.models import MultiTaskModel
+from taskrel.train.loop import BaseTrainer
+from taskrel.train.multi_input import Trainer
 
 #: Losses computed elementwise on tensors of any shape (``reduction="none"``).
 ELEMENTWISE_LOSSES = (F.mse_loss, F.binary_cross_entropy_with_logits)
@@ -37,22 +39,25 @@ class StackedMLPLosses:
         self.loss_fn = loss_fn
 
     @classmethod
-    def of(cls, model: nn.Module, tasks: list[str], loss_fn: Callable) -> StackedMLPLosses | None:
-        """The direct computation for `model` trained on `tasks`, or None when it is not the built-in MLP."""
+    def of(cls, trainer: BaseTrainer) -> StackedMLPLosses | None:
+        """The direct computation for `trainer`'s runs, or None unless it trains the built-in MLP on multi-input
+        data with rows of one feature vector each."""
+        if type(trainer) is not Trainer or trainer.train_x.dim() != 2 or trainer.loss_fn not in ELEMENTWISE_LOSSES:
+            return None
+        model = trainer.model
         if not isinstance(model, MultiTaskModel) or set(dict(model.named_children())) != {"trunk", "heads"}:
             return None
         trunk = model.trunk
         if not isinstance(trunk, nn.Sequential) or any(type(m) not in (nn.Linear, nn.ReLU) for m in trunk):
             return None
-        if any(type(m) is nn.Linear and m.bias is None for m in trunk):
+        if any(type(m) is nn.Linear and m.bias is None for m in trunk) or next(model.buffers(), None) is not None:
             return None
-        if model.task_names != tuple(tasks) or not all(
+        if model.task_names != tuple(trainer.tasks) or not all(
             type(h) is nn.Linear and h.out_features == 1 and h.bias is not None for h in model.heads
         ):
             return None
-        if loss_fn not in ELEMENTWISE_LOSSES or next(model.buffers(), None) is not None:
-            return None
-        return cls([f"model.trunk.{i}" if type(m) is nn.Linear else None for i, m in enumerate(trunk)], loss_fn)
+        layers = [f"model.trunk.{i}" if type(m) is nn.Linear else None for i, m in enumerate(trunk)]
+        return cls(layers, trainer.loss_fn)
 
     def __call__(self, params: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         inputs, targets, mask = batch
