@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,11 +39,24 @@ def command() -> str:
     return " ".join(["python", shlex.quote(str(script)), *map(shlex.quote, sys.argv[1:])])
 
 
+def commit() -> str:
+    """The repository's HEAD commit (short), with "+changes" when tracked files differ from it."""
+    root = Path(__file__).resolve().parent.parent
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                           text=True)  # fmt: skip
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+#: The commit of the code this benchmark imported (taken when it started, not when it writes).
+COMMIT = commit()
+
+
 def write_result(name: str, payload: dict) -> Path:
-    """Write benchmarks/results/<name>.json with the command and machine facts added."""
+    """Write benchmarks/results/<name>.json with the command, the commit it started at and machine facts added."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    document = {"command": command(), "machine": machine(), **payload}
+    document = {"command": command(), "commit": COMMIT, "machine": machine(), **payload}
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
 
