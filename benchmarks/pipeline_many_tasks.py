@@ -32,7 +32,7 @@ from taskrel.grouping.pipeline import WEIGHTING, run_pipeline
 from taskrel.grouping.runs import Runs
 from taskrel.problems.registry import load_problem
 
-from common import command, write_result
+from common import COMMIT, command, write_result
 
 PARTITION_FILES = {"landmine": "Landmine", "parkinsons": "Parkinsons", "school": "School"}
 #: Problem specs by benchmark name: the built-ins, and a user's problem defined in a file beside this one.
@@ -105,7 +105,7 @@ def one_repeat(name: str, seed: int, args: argparse.Namespace) -> dict:
 
     stl = losses(result, {t: t for t in tasks}, "test")
     everything = "|".join(tasks)
-    entry = {"tasks": len(tasks), "seed": seed, "wall_seconds_k3": round(wall, 1),
+    entry = {"tasks": len(tasks), "seed": seed, "commit": COMMIT, "wall_seconds_k3": round(wall, 1),
              "stage_seconds_k3": {k: round(v, 1) for k, v in result.seconds.items()},
              "partition_seconds": round(partition_seconds, 1), "partitions": len(drawn)}  # fmt: skip
     models = {
