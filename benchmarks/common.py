@@ -40,11 +40,11 @@ def command() -> str:
 
 
 def commit() -> str:
-    """The repository's HEAD commit (short), with "+changes" when tracked files differ from it."""
+    """The repository's HEAD commit (short), with "+changes" when tracked files (results aside) differ from it."""
     root = Path(__file__).resolve().parent.parent
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-                           text=True)  # fmt: skip
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+                           cwd=root, capture_output=True, text=True)  # fmt: skip
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
