@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import tempfile
 import threading
 import time
@@ -48,7 +47,7 @@ from taskrel.groups import all_groups, group_name
 from taskrel.problems.registry import load_problem
 from taskrel.train.sweep import GROUP_BATCH, run_sweep, stratified_groups
 
-from common import RESULTS, write_result
+from common import COMMIT, RESULTS, write_result
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 #: Chemical runs trained one at a time by default (all 210 would take ~20 min more)
@@ -207,10 +206,9 @@ def main() -> None:
     path = RESULTS / f"{name}.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     parts = {k: previous[k] for k in ("school_stl", "chemical", "ett") if k in previous and k not in args.parts}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     for part in args.parts:  # written after every workload: a stopped run keeps what it measured
         sample = args.sample if args.sample is not None else CHEMICAL_SAMPLE if part == "chemical" else None
-        parts[part] = {"commit": commit, **measure(part, sample, args.device, part in args.sweeps)}
+        parts[part] = {"commit": COMMIT, **measure(part, sample, args.device, part in args.sweeps)}
         write_result(name, {"group_batch": GROUP_BATCH, "device": args.device, **parts})
     print(f"wrote {path}")
 

@@ -26,7 +26,6 @@ import argparse
 import importlib.util
 import logging
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -169,9 +168,8 @@ def main() -> None:
     )
     print("lightning: Pearson r of ETAP's off-diagonal entries, every", args.every, "vs every step:",
           round(results["lightning"][f"pearson_r every={args.every} vs every step"], 3))  # fmt: skip
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     path = write_result("integrations_overhead", {
-        "commit": commit, "tasks": list(tasks), "rows": args.rows, "epochs": args.epochs, "repeats": args.repeats,
+        "tasks": list(tasks), "rows": args.rows, "epochs": args.epochs, "repeats": args.repeats,
         "threads": 1, "results": results,
     })  # fmt: skip
     print("wrote", path, file=sys.stderr)
