@@ -15,14 +15,13 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from taskrel.models import MultiTaskModel
+from taskrel.models import MultiTaskModel, loss_function
 from taskrel.train.loop import BaseTrainer
 from taskrel.train.multi_input import Trainer
 
-#: Losses computed elementwise on tensors of any shape (``reduction="none"``).
-ELEMENTWISE_LOSSES = (F.mse_loss, F.binary_cross_entropy_with_logits)
+#: The losses `Trainer` takes from `loss_function`: torch losses computed elementwise on tensors of any shape.
+ELEMENTWISE_LOSSES = tuple(loss_function(kind) for kind in ("binary", "regression"))
 
 
 class StackedMLPLosses:
@@ -30,7 +29,7 @@ class StackedMLPLosses:
 
     `layers`: the trunk in order, a linear layer's parameter prefix or None for a ReLU. Parameters are
     named as the engine stacks them (``model.trunk.0.weight`` of shape (G, out, in), …); a batch is
-    inputs (G, W, B, …), targets (G, W, B) and a 0/1 mask (G, W, B), block k of a member being task k
+    inputs (G, W, B, d), targets (G, W, B) and a 0/1 mask (G, W, B), block k of a member being task k
     through head k.
     """
 
